@@ -1,0 +1,53 @@
+# Vigil — build, run and test. Every target installs what it needs itself.
+GO        ?= go
+BIN       := bin/vigil
+PKGS      := ./...
+# Core packages run under the race detector.
+RACE_PKGS := ./identity/... ./consensus/...
+FUZZTIME  ?= 3s
+DEVDIR    ?= .vigil-dev
+
+.PHONY: all build run test test-unit fmt-check vet lint fuzz fuzz-short bench bench-deps clean
+
+all: build
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN) ./cmd/vigil
+
+# run: a local mesh on embedded defaults.
+run: build
+	./$(BIN) dev --dir $(DEVDIR)
+
+# test: formatting, vet, the race detector on the core packages, every other package, short fuzzing.
+test: fmt-check vet test-unit fuzz-short
+
+test-unit:
+	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 15m $(RACE_PKGS)
+	$(GO) test -count=1 -timeout 15m $$($(GO) list $(PKGS) | grep -v -e /identity -e /consensus)
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null; git ls-files --others --exclude-standard '*.go' 2>/dev/null)); \
+	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+
+vet:
+	$(GO) vet $(PKGS)
+
+lint: fmt-check vet
+
+# fuzz-short runs every Fuzz target briefly (part of make test); fuzz runs them for longer.
+fuzz-short:
+	FUZZTIME=$(FUZZTIME) ./scripts/fuzz.sh
+
+fuzz:
+	FUZZTIME=60s ./scripts/fuzz.sh
+
+bench-deps:
+	./scripts/install-etcd.sh
+
+# bench: Vigil and its baselines side by side in one run; see docs/benchmarks.md.
+bench: bench-deps
+	$(GO) test -run '^$$' -bench . -benchtime 2000x -timeout 60m ./consensus/... | tee bench.out
+	$(GO) test -run '^$$' -bench . -benchmem -timeout 30m ./identity/ | tee -a bench.out
+
+clean:
+	rm -rf bin $(DEVDIR) bench.out
