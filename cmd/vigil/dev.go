@@ -1,0 +1,316 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/spf13/cobra"
+
+	"github.com/vigil-mesh/vigil/consensus"
+	"github.com/vigil-mesh/vigil/identity"
+)
+
+type devOptions struct {
+	dir      string
+	nodes    int
+	agents   int
+	basePort int
+	runFor   time.Duration
+	logLevel string
+}
+
+func newDevCmd() *cobra.Command {
+	o := devOptions{}
+	cmd := &cobra.Command{
+		Use:   "dev --dir DIR",
+		Short: "Run a local mesh on loopback: several nodes and demo agents, in one process",
+		Long: `dev creates (on first use) and runs a local Vigil cluster on 127.0.0.1: node-1 is created by
+'vigil init', the other nodes are admitted by an operator-signed command and join through node-1, and
+a few demo agents are registered. Everything is kept in DIR, so running dev again restarts the same
+cluster with its registry intact. Stop it with Ctrl-C.`,
+		Example: `  vigil dev --dir .vigil-dev
+  vigil dev --dir /tmp/mesh --nodes 5 --base-port 9400
+  vigil dev --dir /tmp/mesh --for 30s     # stop by itself after 30 seconds`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return runDev(ctx, cmd.OutOrStdout(), o)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.dir, "dir", ".vigil-dev", "folder holding every node's data directory")
+	f.IntVar(&o.nodes, "nodes", 3, "number of nodes (1 to 7); all are Raft voters")
+	f.IntVar(&o.agents, "agents", 3, "number of demo agents to register")
+	f.IntVar(&o.basePort, "base-port", 7400, "libp2p port of node-1; node-N listens on base-port + 10·(N-1)")
+	f.DurationVar(&o.runFor, "for", 0, "stop after this long (0: run until interrupted)")
+	f.StringVar(&o.logLevel, "log-level", "warn", "log level of the nodes: debug, info, warn, error")
+	return cmd
+}
+
+// devNode is one node of the local mesh.
+type devNode struct {
+	name string
+	dir  string
+	key  identity.PrivateKey
+	host host.Host
+	node *consensus.Node
+}
+
+func runDev(ctx context.Context, out io.Writer, o devOptions) error {
+	if o.nodes < 1 || o.nodes > 7 {
+		return usagef("dev: --nodes %d: must be between 1 and 7", o.nodes)
+	}
+	if o.agents < 0 || o.agents > 100 {
+		return usagef("dev: --agents %d: must be between 0 and 100", o.agents)
+	}
+	if o.basePort < 1024 || o.basePort+10*o.nodes > 65535 {
+		return usagef("dev: --base-port %d: must leave room for %d nodes below 65536", o.basePort, o.nodes)
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
+		return usagef("dev: --log-level %q: %v", o.logLevel, err)
+	}
+	logger := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	if o.runFor > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, o.runFor)
+		defer cancel()
+	}
+
+	first := filepath.Join(o.dir, "node-1")
+	if _, err := os.Stat(filepath.Join(first, "genesis.bin")); errors.Is(err, os.ErrNotExist) {
+		fmt.Fprintf(out, "creating a new cluster in %s\n\n", o.dir)
+		err := runInit(out, initOptions{
+			dir: first, trustDomain: "dev.vigil.local", operators: 1, threshold: 1,
+			nodeName: "node-1", site: "site-1", advertise: devAddr(o.basePort, 1),
+		}, time.Now(), rand.Reader)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(out)
+	}
+	genesisBytes, err := os.ReadFile(filepath.Join(first, "genesis.bin"))
+	if err != nil {
+		return fmt.Errorf("dev: %w", err)
+	}
+	genesis, err := identity.DecodeCommand(genesisBytes)
+	if err != nil {
+		return fmt.Errorf("dev: %s/genesis.bin: %w", first, err)
+	}
+	opKey, err := identity.LoadKeyFile(filepath.Join(first, "keys", "operator-1.key"), identity.RoleOperator)
+	if err != nil {
+		return fmt.Errorf("dev: %w", err)
+	}
+
+	nodes := make([]*devNode, 0, o.nodes)
+	defer func() {
+		for i := len(nodes) - 1; i >= 0; i-- {
+			nodes[i].close()
+		}
+	}()
+	for i := 1; i <= o.nodes; i++ {
+		n, err := startDevNode(ctx, o, i, genesis, genesisBytes, opKey, nodes, logger)
+		if err != nil {
+			return err
+		}
+		nodes = append(nodes, n)
+	}
+	if err := registerDemoAgents(ctx, o, nodes[0].node, genesis.ClusterID, opKey); err != nil {
+		return err
+	}
+	if err := writeDevEnv(o, nodes); err != nil {
+		return err
+	}
+	printDevStatus(ctx, out, o, nodes)
+
+	<-ctx.Done()
+	fmt.Fprintln(out, "\nstopping the mesh")
+	return nil
+}
+
+func devAddr(basePort, i int) string {
+	return fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", basePort+10*(i-1))
+}
+
+// startDevNode opens node i, admitting it first through the nodes already running when it is new.
+func startDevNode(ctx context.Context, o devOptions, i int, genesis *identity.Command, genesisBytes []byte,
+	opKey identity.PrivateKey, running []*devNode, logger *slog.Logger) (*devNode, error) {
+	name := fmt.Sprintf("node-%d", i)
+	dir := filepath.Join(o.dir, name)
+	keyPath := filepath.Join(dir, "keys", "node.key")
+	key, err := identity.LoadKeyFile(keyPath, identity.RoleNode)
+	if errors.Is(err, os.ErrNotExist) {
+		if key, err = identity.GenerateKey(rand.Reader); err == nil {
+			if err = os.MkdirAll(filepath.Dir(keyPath), 0o700); err == nil {
+				err = identity.WriteKeyFile(keyPath, identity.RoleNode, key)
+			}
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("dev: %s: %w", name, err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "genesis.bin")); errors.Is(err, os.ErrNotExist) {
+		if err := writeFileSync(filepath.Join(dir, "genesis.bin"), genesisBytes, 0o644); err != nil {
+			return nil, fmt.Errorf("dev: %s: %w", name, err)
+		}
+	}
+
+	addr := devAddr(o.basePort, i)
+	h, err := libp2p.New(libp2p.Identity(key.Libp2p()), libp2p.ListenAddrStrings(addr))
+	if err != nil {
+		return nil, fmt.Errorf("dev: %s: listen on %s: %w (is another mesh running? try --base-port)", name, addr, err)
+	}
+	cfg := consensus.DefaultConfig()
+	cfg.DataDir, cfg.Key, cfg.Host, cfg.Genesis = dir, key, h, genesis
+	cfg.Logger = logger.With("node", name)
+	if i == 1 {
+		cfg.Bootstrap = true
+	} else {
+		first := running[0]
+		cfg.Join = []peer.AddrInfo{{ID: first.host.ID(), Addrs: first.host.Addrs()}}
+	}
+	n, err := consensus.Open(cfg)
+	if err != nil {
+		h.Close()
+		return nil, fmt.Errorf("dev: %s: %w", name, err)
+	}
+	dn := &devNode{name: name, dir: dir, key: key, host: h, node: n}
+	// A new node listens first and is admitted second, so the leader finds it ready to replicate to.
+	if i > 1 {
+		if err := admitDevNode(ctx, running[0].node, genesis.ClusterID, opKey, name, key, addr); err != nil {
+			dn.close()
+			return nil, err
+		}
+	}
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := n.WaitForLeader(wctx); err != nil {
+		dn.close()
+		return nil, fmt.Errorf("dev: %s: no leader: %w", name, err)
+	}
+	return dn, nil
+}
+
+func (d *devNode) close() {
+	d.node.Close()
+	d.host.Close()
+}
+
+// admitDevNode proposes an operator-signed admission for a node the registry does not hold yet.
+func admitDevNode(ctx context.Context, via *consensus.Node, cluster identity.ClusterID, opKey identity.PrivateKey,
+	name string, key identity.PrivateKey, addr string) error {
+	known := false
+	via.Read(func(r *identity.Registry) { _, known = r.Node(key.ID()) })
+	if known {
+		return nil
+	}
+	entry := identity.NodeEntry{Name: name, Key: key.Public(), Site: "site-1", Voter: true, Addrs: []string{addr}}
+	return proposeSigned(ctx, via, cluster, opKey, &identity.AdmitNode{Node: entry})
+}
+
+// registerDemoAgents registers demo-agent-1…N (keys in DIR/agents/) unless they already exist.
+func registerDemoAgents(ctx context.Context, o devOptions, via *consensus.Node, cluster identity.ClusterID,
+	opKey identity.PrivateKey) error {
+	agents := filepath.Join(o.dir, "agents")
+	if err := os.MkdirAll(agents, 0o700); err != nil {
+		return fmt.Errorf("dev: %w", err)
+	}
+	for i := 1; i <= o.agents; i++ {
+		name := fmt.Sprintf("demo-agent-%d", i)
+		known := false
+		via.Read(func(r *identity.Registry) { _, known = r.Agent(name) })
+		if known {
+			continue
+		}
+		key, err := identity.GenerateKey(rand.Reader)
+		if err != nil {
+			return err
+		}
+		path := filepath.Join(agents, name+".key")
+		os.Remove(path) // a key left by a run that stopped before registering it
+		if err := identity.WriteKeyFile(path, identity.RoleAgent, key); err != nil {
+			return err
+		}
+		reg := &identity.RegisterAgent{
+			Name: name, Key: key.Public(),
+			Labels:       map[string]string{"role": "demo", "site": "site-1"},
+			Capabilities: []string{"message:demo-agent-*", "tool:search"},
+			ExpiresAt:    time.Now().Add(30 * 24 * time.Hour),
+		}
+		if err := proposeSigned(ctx, via, cluster, opKey, reg); err != nil {
+			return fmt.Errorf("dev: register %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+func proposeSigned(ctx context.Context, via *consensus.Node, cluster identity.ClusterID, key identity.PrivateKey,
+	p identity.Payload) error {
+	cmd, err := identity.NewCommand(cluster, p, time.Now(), rand.Reader)
+	if err != nil {
+		return err
+	}
+	cmd.Sign(key)
+	res, err := via.Propose(ctx, cmd)
+	if err != nil {
+		return fmt.Errorf("dev: %s: %w", cmd.Kind, err)
+	}
+	if res.Err != nil {
+		return fmt.Errorf("dev: %s: rejected: %w", cmd.Kind, res.Err)
+	}
+	return nil
+}
+
+// writeDevEnv writes DIR/vigil.env: the exports that point the CLI at this mesh.
+func writeDevEnv(o devOptions, nodes []*devNode) error {
+	abs, err := filepath.Abs(o.dir)
+	if err != nil {
+		return err
+	}
+	var addrs []string
+	for _, n := range nodes {
+		addrs = append(addrs, fmt.Sprintf("%s/p2p/%s", devAddr(o.basePort, len(addrs)+1), n.host.ID()))
+	}
+	env := fmt.Sprintf("export VIGIL_DEV_DIR=%q\nexport VIGIL_OPERATOR_KEY=%q\nexport VIGIL_NODES=%q\n",
+		abs, filepath.Join(abs, "node-1", "keys", "operator-1.key"), strings.Join(addrs, ","))
+	return os.WriteFile(filepath.Join(o.dir, "vigil.env"), []byte(env), 0o644)
+}
+
+func printDevStatus(ctx context.Context, out io.Writer, o devOptions, nodes []*devNode) {
+	tw := tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NODE\tID\tADDRESS\tRAFT\tAPPLIED")
+	for i, n := range nodes {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\n", n.name, n.key.ID(), devAddr(o.basePort, i+1), n.node.State(), n.node.AppliedIndex())
+	}
+	tw.Flush()
+	fmt.Fprintln(out)
+	tw = tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "AGENT\tID\tSPIFFE ID\tSTATUS")
+	last := nodes[len(nodes)-1]
+	err := last.node.ConsistentRead(ctx, func(r *identity.Registry) {
+		for _, a := range r.Agents() {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", a.Name, a.ID, a.SPIFFE, a.StatusAt(time.Now()))
+		}
+	})
+	tw.Flush()
+	if err != nil {
+		fmt.Fprintf(out, "reading the registry from %s: %v\n", last.name, err)
+	}
+	fmt.Fprintf(out, "\nthe agents above were read from %s's own replica (a consistent read)\n", last.name)
+	fmt.Fprintf(out, "data in %s; exports for the CLI in %s/vigil.env; Ctrl-C stops the mesh\n", o.dir, o.dir)
+}
