@@ -123,12 +123,27 @@ func runDev(ctx context.Context, out io.Writer, o devOptions) error {
 			nodes[i].close()
 		}
 	}()
+	// Open every node before waiting for a leader: on a restart no node can win an election alone.
 	for i := 1; i <= o.nodes; i++ {
-		n, err := startDevNode(ctx, o, i, genesis, genesisBytes, opKey, nodes, logger)
+		n, err := startDevNode(o, i, genesis, genesisBytes, nodes, logger)
 		if err != nil {
 			return err
 		}
 		nodes = append(nodes, n)
+	}
+	if err := waitDevLeader(ctx, nodes[0]); err != nil {
+		return err
+	}
+	// New nodes wait in joining mode until an operator admits them.
+	for i, n := range nodes[1:] {
+		if err := admitDevNode(ctx, nodes[0].node, genesis.ClusterID, opKey, n.name, n.key, devAddr(o.basePort, i+2)); err != nil {
+			return err
+		}
+	}
+	for _, n := range nodes {
+		if err := waitDevLeader(ctx, n); err != nil {
+			return err
+		}
 	}
 	if err := registerDemoAgents(ctx, o, nodes[0].node, genesis.ClusterID, opKey); err != nil {
 		return err
@@ -147,9 +162,9 @@ func devAddr(basePort, i int) string {
 	return fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", basePort+10*(i-1))
 }
 
-// startDevNode opens node i, admitting it first through the nodes already running when it is new.
-func startDevNode(ctx context.Context, o devOptions, i int, genesis *identity.Command, genesisBytes []byte,
-	opKey identity.PrivateKey, running []*devNode, logger *slog.Logger) (*devNode, error) {
+// startDevNode opens node i; it does not wait for a leader.
+func startDevNode(o devOptions, i int, genesis *identity.Command, genesisBytes []byte,
+	running []*devNode, logger *slog.Logger) (*devNode, error) {
 	name := fmt.Sprintf("node-%d", i)
 	dir := filepath.Join(o.dir, name)
 	keyPath := filepath.Join(dir, "keys", "node.key")
@@ -189,21 +204,16 @@ func startDevNode(ctx context.Context, o devOptions, i int, genesis *identity.Co
 		h.Close()
 		return nil, fmt.Errorf("dev: %s: %w", name, err)
 	}
-	dn := &devNode{name: name, dir: dir, key: key, host: h, node: n}
-	// A new node listens first and is admitted second, so the leader finds it ready to replicate to.
-	if i > 1 {
-		if err := admitDevNode(ctx, running[0].node, genesis.ClusterID, opKey, name, key, addr); err != nil {
-			dn.close()
-			return nil, err
-		}
-	}
+	return &devNode{name: name, dir: dir, key: key, host: h, node: n}, nil
+}
+
+func waitDevLeader(ctx context.Context, n *devNode) error {
 	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	if err := n.WaitForLeader(wctx); err != nil {
-		dn.close()
-		return nil, fmt.Errorf("dev: %s: no leader: %w", name, err)
+	if err := n.node.WaitForLeader(wctx); err != nil {
+		return fmt.Errorf("dev: %s: no leader: %w", n.name, err)
 	}
-	return dn, nil
+	return nil
 }
 
 func (d *devNode) close() {
@@ -215,7 +225,9 @@ func (d *devNode) close() {
 func admitDevNode(ctx context.Context, via *consensus.Node, cluster identity.ClusterID, opKey identity.PrivateKey,
 	name string, key identity.PrivateKey, addr string) error {
 	known := false
-	via.Read(func(r *identity.Registry) { _, known = r.Node(key.ID()) })
+	if err := via.ConsistentRead(ctx, func(r *identity.Registry) { _, known = r.Node(key.ID()) }); err != nil {
+		return fmt.Errorf("dev: %s: %w", name, err)
+	}
 	if known {
 		return nil
 	}
@@ -233,7 +245,9 @@ func registerDemoAgents(ctx context.Context, o devOptions, via *consensus.Node, 
 	for i := 1; i <= o.agents; i++ {
 		name := fmt.Sprintf("demo-agent-%d", i)
 		known := false
-		via.Read(func(r *identity.Registry) { _, known = r.Agent(name) })
+		if err := via.ConsistentRead(ctx, func(r *identity.Registry) { _, known = r.Agent(name) }); err != nil {
+			return fmt.Errorf("dev: %w", err)
+		}
 		if known {
 			continue
 		}
