@@ -57,7 +57,7 @@ cluster with its registry intact. Stop it with Ctrl-C.`,
 	f.IntVar(&o.nodes, "nodes", 3, "number of nodes (1 to 7); all are Raft voters")
 	f.IntVar(&o.agents, "agents", 3, "number of demo agents to register")
 	f.IntVar(&o.basePort, "base-port", 7400, "libp2p port of node-1; node-N listens on base-port + 10·(N-1)")
-	f.DurationVar(&o.runFor, "for", 0, "stop after this long (0: run until interrupted)")
+	f.DurationVar(&o.runFor, "for", 0, "stop this long after the mesh is up (0: run until interrupted)")
 	f.StringVar(&o.logLevel, "log-level", "warn", "log level of the nodes: debug, info, warn, error")
 	return cmd
 }
@@ -86,11 +86,6 @@ func runDev(ctx context.Context, out io.Writer, o devOptions) error {
 		return usagef("dev: --log-level %q: %v", o.logLevel, err)
 	}
 	logger := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	if o.runFor > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, o.runFor)
-		defer cancel()
-	}
 
 	first := filepath.Join(o.dir, "node-1")
 	if _, err := os.Stat(filepath.Join(first, "genesis.bin")); errors.Is(err, os.ErrNotExist) {
@@ -153,7 +148,14 @@ func runDev(ctx context.Context, out io.Writer, o devOptions) error {
 	}
 	printDevStatus(ctx, out, o, nodes)
 
-	<-ctx.Done()
+	var stopAfter <-chan time.Time // nil: wait for an interrupt
+	if o.runFor > 0 {
+		stopAfter = time.After(o.runFor)
+	}
+	select {
+	case <-ctx.Done():
+	case <-stopAfter:
+	}
 	fmt.Fprintln(out, "\nstopping the mesh")
 	return nil
 }
