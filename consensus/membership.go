@@ -1,0 +1,262 @@
+package consensus
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/peerstore"
+	"github.com/multiformats/go-multiaddr"
+
+	"github.com/vigil-mesh/vigil/consensus/transport"
+	"github.com/vigil-mesh/vigil/identity"
+)
+
+// authorize is the single gate of every node-to-node protocol (raft, propose, read-index, join):
+// a peer is allowed iff the local registry holds it as an admitted node; or the genesis lists it
+// and the genesis is not applied yet (afterwards the registry, which includes the genesis nodes,
+// decides alone, so a removed genesis node is refused too); or, only while this node's own
+// registry does not list this node yet (it is joining), it was learnt from a join peer; or it is
+// a server in raft's latest configuration. That configuration is persisted in the raft log and
+// only the leader's reconciler changes it, always to match the registry; trusting it is what lets
+// a restarted cluster elect a leader before any node has re-applied its log (until then every
+// registry is empty, and without this rule every vote request would be refused). Deny by default.
+func (n *Node) authorize(p peer.ID) error {
+	if _, blocked := n.blocked.Load(p); blocked {
+		return errf(ErrNotAdmitted, "peer %s: blocked by fault hook", p)
+	}
+	id, err := identity.IDFromPeer(p)
+	if err != nil {
+		return errf(ErrNotAdmitted, "peer %s: %v", p, err)
+	}
+	var admitted, selfListed, genesisApplied bool
+	n.fsm.Read(func(reg *identity.Registry) {
+		_, admitted = reg.Node(id)
+		_, selfListed = reg.Node(n.self)
+		genesisApplied = reg.ClusterID() != identity.ClusterID{}
+	})
+	if admitted || n.inRaftConfiguration(p) {
+		return nil
+	}
+	if _, ok := n.genesisNodes[p]; ok && !genesisApplied {
+		return nil
+	}
+	if !selfListed {
+		n.bootMu.RLock()
+		_, ok := n.boot[p]
+		n.bootMu.RUnlock()
+		if ok {
+			return nil
+		}
+	}
+	return errf(ErrNotAdmitted, "peer %s is not an admitted node", p)
+}
+
+// inRaftConfiguration reports whether p is a server in raft's latest configuration (a lock-free
+// read of raft's own copy).
+func (n *Node) inRaftConfiguration(p peer.ID) bool {
+	r := n.raftRef.Load()
+	if r == nil {
+		return false
+	}
+	id := raft.ServerID(p.String())
+	for _, s := range r.GetConfiguration().Configuration().Servers {
+		if s.ID == id {
+			return true
+		}
+	}
+	return false
+}
+
+// wakeMembership nudges the membership loop; it never blocks (called on the apply goroutine).
+func (n *Node) wakeMembership() {
+	select {
+	case n.memberCh <- struct{}{}:
+	default:
+	}
+}
+
+// reconcileInterval is how often a leader re-checks the raft configuration even without a
+// change (a failed AddVoter is retried this way).
+const reconcileInterval = time.Second
+
+// promoteRetry is the re-check period while a node waits for promotion to voter.
+const promoteRetry = 50 * time.Millisecond
+
+// membershipLoop owns the reaction to registry membership changes: on every node it cuts the
+// raft streams of removed nodes; on the leader it proposes the genesis (once) and makes the raft
+// configuration match the registry.
+func (n *Node) membershipLoop() {
+	known := map[identity.ID]struct{}{}
+	t := time.NewTimer(reconcileInterval)
+	defer t.Stop()
+	for {
+		n.dropRemoved(known)
+		next := reconcileInterval
+		if n.IsLeader() {
+			n.ensureGenesis()
+			if n.reconcile() {
+				next = promoteRetry
+			}
+		}
+		t.Reset(next)
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-n.raft.LeaderCh():
+		case <-n.memberCh:
+		case <-t.C:
+		}
+	}
+}
+
+// dropRemoved closes the raft streams of every node that left the registry since the last call.
+func (n *Node) dropRemoved(known map[identity.ID]struct{}) {
+	current := map[identity.ID]struct{}{}
+	n.fsm.Read(func(reg *identity.Registry) {
+		for _, nd := range reg.Nodes() {
+			current[nd.ID] = struct{}{}
+		}
+	})
+	for id := range known {
+		if _, ok := current[id]; !ok {
+			dropped := 0
+			if n.layer != nil {
+				dropped = n.layer.DropPeer(id.Peer())
+			}
+			n.log.Info("consensus: node removed, streams dropped", "peer", id.String(), "streams", dropped)
+			delete(known, id)
+		}
+	}
+	for id := range current {
+		known[id] = struct{}{}
+	}
+}
+
+// ensureGenesis proposes the genesis command while the registry is empty. Every node holds the
+// same genesis, so a second copy is rejected identically everywhere (already initialised).
+func (n *Node) ensureGenesis() {
+	var empty bool
+	n.fsm.Read(func(reg *identity.Registry) { empty = reg.ClusterID() == identity.ClusterID{} })
+	if !empty || n.genesisRejected.Load() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(n.ctx, n.cfg.ApplyTimeout)
+	defer cancel()
+	res, err := n.applyLocal(ctx, n.cfg.Genesis.Encode())
+	if err != nil && !errors.Is(err, identity.ErrAlreadyInitialised) {
+		if res.Index != 0 {
+			// The registry rejected it: deterministic, retrying would only grow the log.
+			n.genesisRejected.Store(true)
+			n.log.Error("consensus: genesis rejected by the registry", "index", res.Index, "err", err)
+			return
+		}
+		n.log.Warn("consensus: genesis proposal failed", "err", err)
+		return
+	}
+	n.log.Info("consensus: genesis applied", "index", res.Index, "cluster", n.cluster.String())
+}
+
+// reconcile makes the raft configuration match the registry (leader only): admitted nodes are
+// added, servers the registry does not hold are removed, and suffrage follows the Voter flag.
+// A new voter is first added as a non-voter and promoted once it serves raft (see
+// raftReachable), so admitting a voter that never starts cannot stall commits or depose the
+// leader (with two voters, both are needed). The leader never removes or demotes itself here. Nothing happens before the genesis is
+// applied. It returns true when a promotion is still pending.
+func (n *Node) reconcile() (pending bool) {
+	var nodes []identity.Node
+	var genesisApplied bool
+	n.fsm.Read(func(reg *identity.Registry) {
+		genesisApplied = reg.ClusterID() != identity.ClusterID{}
+		nodes = reg.Nodes()
+	})
+	if !genesisApplied {
+		return false
+	}
+	cf := n.raft.GetConfiguration()
+	if err := cf.Error(); err != nil {
+		return false
+	}
+	current := map[raft.ServerID]raft.Server{}
+	for _, s := range cf.Configuration().Servers {
+		current[s.ID] = s
+	}
+	selfID := raft.ServerID(n.h.ID().String())
+	timeout := n.cfg.ApplyTimeout
+	desired := map[raft.ServerID]struct{}{}
+	for _, nd := range nodes {
+		p := nd.ID.Peer()
+		id := raft.ServerID(p.String())
+		desired[id] = struct{}{}
+		cur, present := current[id]
+		var f raft.IndexFuture
+		switch {
+		case id == selfID:
+			continue
+		case !present:
+			f = n.raft.AddNonvoter(id, n.addressOf(nd), 0, timeout)
+			pending = pending || nd.Voter
+		case nd.Voter && cur.Suffrage != raft.Voter:
+			if !n.raftReachable(p) {
+				pending = true
+				continue
+			}
+			f = n.raft.AddVoter(id, cur.Address, 0, timeout)
+		case !nd.Voter && cur.Suffrage == raft.Voter:
+			f = n.raft.DemoteVoter(id, 0, timeout)
+		default:
+			continue
+		}
+		if err := f.Error(); err != nil {
+			n.log.Warn("consensus: raft membership change failed", "peer", string(id), "voter", nd.Voter, "err", err)
+			return true
+		}
+		n.log.Info("consensus: raft membership changed", "peer", string(id), "present", present, "voter", nd.Voter)
+	}
+	for id := range current {
+		if _, ok := desired[id]; ok {
+			continue
+		}
+		if id == selfID {
+			n.log.Warn("consensus: leader is not an admitted node; keeping itself in the configuration")
+			continue
+		}
+		if err := n.raft.RemoveServer(id, 0, timeout).Error(); err != nil {
+			n.log.Warn("consensus: raft remove failed", "peer", string(id), "err", err)
+			return true
+		}
+		n.log.Info("consensus: raft server removed", "peer", string(id))
+	}
+	return pending
+}
+
+// raftReachable reports whether the leader has a live connection to p and p announced the raft
+// protocol (libp2p identify): its raft node is up, not merely its host.
+func (n *Node) raftReachable(p peer.ID) bool {
+	if n.h.Network().Connectedness(p) != network.Connected {
+		return false
+	}
+	protos, err := n.h.Peerstore().SupportsProtocols(p, transport.RaftProtocol)
+	return err == nil && len(protos) > 0
+}
+
+// addressOf is the raft address of an admitted node: its registered addresses, else what the
+// peerstore knows, else the bare peer ID (the transport resolves it at dial time).
+func (n *Node) addressOf(nd identity.Node) raft.ServerAddress {
+	p := nd.ID.Peer()
+	var addrs []multiaddr.Multiaddr
+	for _, s := range nd.Addrs {
+		if a, err := multiaddr.NewMultiaddr(s); err == nil {
+			addrs = append(addrs, a)
+		}
+	}
+	if len(addrs) > 0 {
+		n.h.Peerstore().AddAddrs(p, addrs, peerstore.AddressTTL)
+	} else {
+		addrs = n.h.Peerstore().Addrs(p)
+	}
+	return transport.ServerAddress(p, addrs)
+}
