@@ -276,6 +276,9 @@ func (r *Registry) applyRegister(p *RegisterAgent, nowN int64) (effect, error) {
 	if err := r.keyInUse("key", p.Key); err != nil {
 		return effect{}, err
 	}
+	if len(r.agents) >= MaxAgents { // ReadSnapshot accepts at most MaxAgents
+		return effect{}, invalidf("name", "already %d agents, max %d", len(r.agents), MaxAgents)
+	}
 	a := &agentRec{name: p.Name, key: p.Key, caps: caps, status: StatusActive,
 		expires: timeToWire(p.ExpiresAt), registered: nowN}
 	for _, k := range slices.Sorted(mapsKeys(p.Labels)) {

@@ -16,8 +16,7 @@ func benchRegistry(b *testing.B) (*fixture, PrivateKey) {
 
 // registration returns a signed registration of agent i.
 func registration(b *testing.B, f *fixture, op PrivateKey, i int, at time.Time) *Command {
-	var k PublicKey
-	_, _ = f.rnd.Read(k.b[:])
+	k := mustKey(b, f.rnd).Public() // a real key: random bytes are mostly not curve points
 	c, err := NewCommand(f.cluster, &RegisterAgent{Name: fmt.Sprintf("agent-%07d", i), Key: k,
 		Labels:       map[string]string{"site": "site-a", "role": "planner"},
 		Capabilities: []string{"call:search", "send:agent-x", "tool:read"},

@@ -178,8 +178,15 @@ type VerifiedCommand struct {
 // Command returns a copy of the verified command.
 func (v *VerifiedCommand) Command() *Command { return v.cmd.Clone() }
 
-// Payload returns the decoded payload (do not modify it).
-func (v *VerifiedCommand) Payload() Payload { return v.payload }
+// Payload returns a freshly decoded copy of the payload: changing it cannot change what Apply
+// applies (Apply uses its own copy, decoded from the signed bytes).
+func (v *VerifiedCommand) Payload() Payload {
+	p, err := v.cmd.DecodePayload()
+	if err != nil { // cannot happen: Verify decoded the same bytes
+		panic(fmt.Sprintf("identity: verified payload does not decode: %v", err))
+	}
+	return p
+}
 
 // Signers returns the signer IDs in signature order.
 func (v *VerifiedCommand) Signers() []ID { return slices.Clone(v.signers) }
@@ -204,6 +211,9 @@ func (c *Command) Verify() (*VerifiedCommand, error) {
 	}
 	signers := make([]ID, len(c.Signatures))
 	for i, s := range c.Signatures {
+		if len(s.Sig) != ed25519.SignatureSize {
+			return nil, errf(ErrBadSignature, "signature by %s is %d bytes, not %d", s.Signer.ID(), len(s.Sig), ed25519.SignatureSize)
+		}
 		for _, prev := range signers[:i] {
 			if prev.k == s.Signer {
 				return nil, errf(ErrDuplicateSigner, "signer %s signed twice", s.Signer.ID())
@@ -211,14 +221,20 @@ func (c *Command) Verify() (*VerifiedCommand, error) {
 		}
 		signers[i] = s.Signer.ID()
 	}
-	cp := c.Clone()
-	p, err := cp.DecodePayload()
+	// Work on the wire form, so what is checked is exactly what was signed and what every other
+	// replica decodes from the log. A field that does not survive the encoding (an IssuedAt
+	// outside the int64-nanosecond range wraps) is refused rather than silently changed.
+	enc := c.Encode()
+	cp, err := DecodeCommand(enc)
 	if err != nil {
 		return nil, err
 	}
-	enc := cp.Encode()
-	if len(enc) > MaxCommandSize {
-		return nil, tooLargef("command: %d bytes, max %d", len(enc), MaxCommandSize)
+	if !cp.IssuedAt.Equal(c.IssuedAt) {
+		return nil, errf(ErrMalformed, "command: issued_at %s does not survive the encoding", c.IssuedAt)
+	}
+	p, err := cp.DecodePayload()
+	if err != nil {
+		return nil, err
 	}
 	msg := cp.SigningBytes()
 	for _, s := range cp.Signatures {

@@ -40,6 +40,13 @@
 //     name (ErrRevokedName) until reinstated by M-of-N. A key that was ever revoked, rotated out
 //     or held by a removed node or operator is retired forever (ErrRevokedKey); reinstatement
 //     therefore always needs a fresh key.
+//   - Every key entering the registry (genesis, register, rotate, reinstate, admit node, add
+//     operator) must be a canonical encoding of an Ed25519 point of large order (keycheck.go):
+//     small-order keys are forgeable by anyone, and non-canonical encodings would let one point
+//     count as two distinct signers.
+//   - Verify works on the wire form (DecodeCommand(c.Encode())) and refuses an IssuedAt that does
+//     not survive the encoding; VerifiedCommand.Payload returns a fresh copy, so nothing a caller
+//     changes after Verify reaches Apply.
 //   - Verify runs the cheap checks first (unsigned, too many signatures, duplicate signer, payload
 //     decoding) and the Ed25519 work last, so junk costs little.
 //   - Additions to the contract: KindAutoRevokeAgent (signed only by admitted nodes, at least

@@ -290,7 +290,8 @@ func (r *Registry) Principal(id ID, now time.Time) (role Role, st Status, ok boo
 		return o.role, StatusActive, true
 	}
 	a := r.agents[o.name]
-	if a.status == StatusActive && a.expires <= timeToWire(now) {
+	// Compare as times: now may lie outside the int64-nanosecond range (UnixNano would wrap).
+	if a.status == StatusActive && !time.Unix(0, a.expires).After(now) {
 		return RoleAgent, StatusExpired, true
 	}
 	return RoleAgent, a.status, true

@@ -266,7 +266,7 @@ func decodeSnapshot(data []byte) (*Registry, error) {
 		r.agents[a.name], prev = a, a.name
 	}
 	var prevKey PublicKey
-	n = d.count("retired keys", MaxAgents)
+	n = d.count("retired keys", MaxRetiredKeys)
 	for i := 0; i < n && d.err == nil; i++ {
 		k := d.key()
 		if d.err != nil {

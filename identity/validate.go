@@ -1,6 +1,7 @@
 package identity
 
 import (
+	"slices"
 	"unicode"
 
 	ma "github.com/multiformats/go-multiaddr"
@@ -11,6 +12,9 @@ import (
 func validateKeyField(field string, k PublicKey) error {
 	if k.IsZero() {
 		return invalidf(field, "zero key")
+	}
+	if !strongKey(k) { // see keycheck.go: small-order keys are forgeable by anyone
+		return invalidf(field, "key %x is not a canonical Ed25519 point of large order", k.b)
 	}
 	return nil
 }
@@ -28,7 +32,8 @@ func validateLabels(m map[string]string) error {
 	if len(m) > MaxLabels {
 		return invalidf("labels", "%d labels, max %d", len(m), MaxLabels)
 	}
-	for k, v := range m {
+	for _, k := range slices.Sorted(mapsKeys(m)) { // sorted: the same error on every replica
+		v := m[k]
 		if k == "" || len(k) > MaxLabelKeyLen || !isLowerAlnum(k[0]) {
 			return invalidf("labels", "key %q must match [a-z0-9][a-z0-9._/-]{0,62}", k)
 		}
