@@ -90,16 +90,23 @@ const promoteRetry = 50 * time.Millisecond
 // raft streams of removed nodes; on the leader it proposes the genesis (once) and makes the raft
 // configuration match the registry.
 func (n *Node) membershipLoop() {
-	known := map[identity.ID]struct{}{}
+	known := map[peer.ID]struct{}{}
 	t := time.NewTimer(reconcileInterval)
 	defer t.Stop()
 	for {
 		n.dropRemoved(known)
 		next := reconcileInterval
 		if n.IsLeader() {
-			n.ensureGenesis()
-			if n.reconcile() {
+			// Only on a registry that reflects every entry committed before this term: right
+			// after a restart the registry is empty or partial until the log is re-applied, and
+			// reconciling then would remove admitted servers (or re-propose the genesis).
+			if err := n.leaderReady(n.ctx); err != nil {
 				next = promoteRetry
+			} else {
+				n.ensureGenesis()
+				if n.reconcile() {
+					next = promoteRetry
+				}
 			}
 		}
 		t.Reset(next)
@@ -113,26 +120,34 @@ func (n *Node) membershipLoop() {
 	}
 }
 
-// dropRemoved closes the raft streams of every node that left the registry since the last call.
-func (n *Node) dropRemoved(known map[identity.ID]struct{}) {
-	current := map[identity.ID]struct{}{}
+// dropRemoved closes the raft streams of every peer that lost its admission since the last call:
+// in neither the registry nor raft's configuration (the authorizer trusts both, so a node removed
+// from the registry is cut when the leader has also removed it from raft). It runs on every
+// registry membership change and every configuration entry.
+func (n *Node) dropRemoved(known map[peer.ID]struct{}) {
+	current := map[peer.ID]struct{}{}
 	n.fsm.Read(func(reg *identity.Registry) {
 		for _, nd := range reg.Nodes() {
-			current[nd.ID] = struct{}{}
+			current[nd.ID.Peer()] = struct{}{}
 		}
 	})
-	for id := range known {
-		if _, ok := current[id]; !ok {
-			dropped := 0
-			if n.layer != nil {
-				dropped = n.layer.DropPeer(id.Peer())
-			}
-			n.log.Info("consensus: node removed, streams dropped", "peer", id.String(), "streams", dropped)
-			delete(known, id)
+	for _, s := range n.raft.GetConfiguration().Configuration().Servers {
+		if p, err := peer.Decode(string(s.ID)); err == nil {
+			current[p] = struct{}{}
 		}
 	}
-	for id := range current {
-		known[id] = struct{}{}
+	for p := range known {
+		if _, ok := current[p]; !ok {
+			dropped := 0
+			if n.layer != nil {
+				dropped = n.layer.DropPeer(p)
+			}
+			n.log.Info("consensus: node removed, streams dropped", "peer", p.String(), "streams", dropped)
+			delete(known, p)
+		}
+	}
+	for p := range current {
+		known[p] = struct{}{}
 	}
 }
 

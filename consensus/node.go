@@ -351,7 +351,8 @@ func (n *Node) WaitApplied(ctx context.Context, index uint64) error {
 // appliedCovers reports whether the FSM state includes every entry up to target: either the FSM
 // applied target, or every committed entry in (applied, target] is one the FSM never sees
 // (no-op, barrier). Entries are read only once committed locally, so none can still be replaced;
-// an entry missing from the log was compacted into a snapshot, which the FSM already holds.
+// an entry below the log's first index was compacted into a snapshot, which the FSM already
+// holds.
 func (n *Node) appliedCovers(target uint64) bool {
 	a := n.fsm.AppliedIndex()
 	if a >= target {
@@ -360,13 +361,17 @@ func (n *Node) appliedCovers(target uint64) bool {
 	if n.raft.CommitIndex() < target || n.raft.AppliedIndex() < target {
 		return false
 	}
+	first, err := n.logs.FirstIndex()
+	if err != nil {
+		return false
+	}
 	for i := target; i > a; i-- {
+		if i < first {
+			return true // compacted: inside a snapshot the FSM already holds
+		}
 		var l raft.Log
 		if err := n.logs.GetLog(i, &l); err != nil {
-			if errors.Is(err, raft.ErrLogNotFound) {
-				continue
-			}
-			return false
+			return false // a gap above the first index: being rewritten, wait
 		}
 		if l.Type == raft.LogCommand || l.Type == raft.LogConfiguration {
 			return false
