@@ -21,6 +21,10 @@ const (
 	keysDirName      = "keys"
 	clusterIDFile    = "cluster-id"
 	nodeIDFile       = "node-id"
+	// raftStateFile records that this node has held raft state. Raft's stable store holds the
+	// node's term and vote: a voter that lost them could vote twice in one term and break raft's
+	// safety, so a data dir with this file and no raft state is refused, never silently re-joined.
+	raftStateFile = "raft-state"
 	maxIDFileSize    = 256 // bytes; both files hold one short line
 )
 
@@ -66,6 +70,20 @@ func prepareDataDir(dir string, cluster identity.ClusterID, node identity.ID) er
 		}
 	}
 	return nil
+}
+
+// markRaftState records, once, that the node in dir holds raft state.
+func markRaftState(dir string) error {
+	if hadRaftState(dir) {
+		return nil
+	}
+	return writeIDFile(filepath.Join(dir, raftStateFile), "present")
+}
+
+// hadRaftState reports whether markRaftState ran for dir.
+func hadRaftState(dir string) bool {
+	_, err := os.Stat(filepath.Join(dir, raftStateFile))
+	return err == nil
 }
 
 // readIDFile returns the trimmed content of a small identity file, refusing oversized ones.

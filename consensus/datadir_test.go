@@ -155,3 +155,39 @@ func TestPrepareDataDirDamaged(t *testing.T) {
 		t.Fatalf("second open of the same dir: %v", err)
 	}
 }
+
+// TestOpenLostRaftState: a data dir that once held raft state but lost raft/ must not start again,
+// neither as the bootstrap node (it would found a second cluster with the same id) nor as a
+// follower (it could vote twice in one term). A joining node that never received raft state may
+// restart freely.
+func TestOpenLostRaftState(t *testing.T) {
+	c := newTestCluster(t, 1, 1)
+	n1 := c.nodes[0]
+	if err := n1.node.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(filepath.Join(n1.dir, raftDirName)); err != nil {
+		t.Fatal(err)
+	}
+	for _, bootstrap := range []bool{true, false} {
+		n, err := Open(c.config(n1, bootstrap, nil))
+		if err == nil {
+			n.Close()
+			t.Fatalf("bootstrap=%v: a member that lost its raft state opened", bootstrap)
+		}
+		if !errors.Is(err, ErrDataDir) || !strings.Contains(err.Error(), n1.dir) || !strings.Contains(err.Error(), "raft state") {
+			t.Fatalf("bootstrap=%v: got %v, want ErrDataDir naming the dir and the lost raft state", bootstrap, err)
+		}
+	}
+
+	joiner := newTestNode(t, "joiner")
+	for range 2 { // never admitted: no raft state to lose, so a restart is fine
+		n, err := Open(c.config(joiner, false, nil))
+		if err != nil {
+			t.Fatalf("a joining node without raft state could not restart: %v", err)
+		}
+		if err := n.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

@@ -164,6 +164,12 @@ func Open(cfg Config) (_ *Node, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("consensus: read raft state: %w", err)
 	}
+	if !hasState && hadRaftState(cfg.DataDir) {
+		return nil, errf(ErrDataDir, "data dir %s was a member of cluster %s but its raft state (%s/) is gone; "+
+			"starting it again could vote twice in one term or start a second cluster. Restore %s/ from a backup, "+
+			"or have an operator remove this node and admit a new one with an empty data dir",
+			cfg.DataDir, cfg.Genesis.ClusterID, raftDirName, raftDirName)
+	}
 	r, err := raft.NewRaft(rc, n.fsm, logs, stable, snaps, n.trans)
 	if err != nil {
 		return nil, fmt.Errorf("consensus: start raft: %w", err)
@@ -177,6 +183,23 @@ func Open(cfg Config) (_ *Node, err error) {
 		if err := r.BootstrapCluster(boot).Error(); err != nil {
 			return nil, fmt.Errorf("consensus: bootstrap: %w", err)
 		}
+		hasState = true
+	}
+	if hasState {
+		if err := markRaftState(cfg.DataDir); err != nil {
+			return nil, err
+		}
+	} else {
+		// A joining node holds raft state from its first replicated entry on.
+		// The subscription stays: after the first call it costs one atomic load.
+		var once sync.Once
+		n.fsm.Subscribe(func(uint64) {
+			once.Do(func() {
+				if err := markRaftState(cfg.DataDir); err != nil {
+					n.log.Error("consensus: cannot record raft state in data dir", "err", err)
+				}
+			})
+		})
 	}
 
 	n.h.SetStreamHandler(JoinProtocol, n.handleJoin)
