@@ -25,7 +25,7 @@ const (
 	// node's term and vote: a voter that lost them could vote twice in one term and break raft's
 	// safety, so a data dir with this file and no raft state is refused, never silently re-joined.
 	raftStateFile = "raft-state"
-	maxIDFileSize    = 256 // bytes; both files hold one short line
+	maxIDFileSize = 256 // bytes; both files hold one short line
 )
 
 // prepareDataDir checks that dir belongs to cluster and node, or claims it when it holds neither

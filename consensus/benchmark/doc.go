@@ -1,5 +1,5 @@
 // Package benchmark measures Vigil's replicated commit path against a baseline: etcd, started here
-// as real member processes on loopback, driven by its Go client with values of ValueSize bytes.
+// as real member processes on loopback, driven by its Go client with values of ValueSize() bytes (the size of a real signed registration).
 //
 // It holds a small load harness that knows nothing about etcd or Vigil (Latency for one sequential
 // writer, Throughput for many concurrent writers, Result with exact percentiles) and StartEtcd,

@@ -96,7 +96,7 @@ func finish(b *testing.B, cli *clientv3.Client, name, prefix string, n int, res 
 		res.OpsPerSec, res.Errors)
 }
 
-// BenchmarkEtcdCommitOneWriter: commit latency of one sequential writer, Put of ValueSize bytes to a
+// BenchmarkEtcdCommitOneWriter: commit latency of one sequential writer, Put of ValueSize() bytes to a
 // 3-member durable etcd cluster on loopback.
 func BenchmarkEtcdCommitOneWriter(b *testing.B) {
 	c := startEtcdOrSkip(b)
