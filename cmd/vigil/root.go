@@ -18,6 +18,6 @@ registry of who may act replicated by Raft on every node, and cuts a revoked age
 		Version:       version,
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(newKeygenCmd(), newInitCmd(), newDevCmd())
+	root.AddCommand(newKeygenCmd(), newInitCmd(), newDevCmd(), newConfigCmd())
 	return root
 }
