@@ -1,0 +1,37 @@
+// Package agentproto is the minimal agent protocol of a Vigil node (DESIGN.md §4): an agent
+// attaches and learns its registration, and the node re-verifies it periodically.
+//
+// The agent is a libp2p host whose identity is its agent key, so the node knows who it is from
+// the secure channel (and the enforcement gater has already admitted it).
+//
+//   - /vigil/agent/1 (agent → node): one AttachRequest; the node answers with the agent's
+//     Registration (name, SPIFFE ID, labels, capabilities, expiry, status, re-verification
+//     interval) or a Refusal with a code and a reason.
+//   - /vigil/agent/reverify/1 (node → agent), every ReverifyInterval while the agent is
+//     connected: a Challenge (32-byte random nonce, the node's ID, a timestamp); the agent answers
+//     a Proof, its Ed25519 signature over ReverifyBytes:
+//     "vigil/reverify/v1\x00" || nonce || node ID || agent ID || timestamp. The node verifies it
+//     with the key in its registry. A failure, a timeout or an expired (or no longer active)
+//     registration cuts the agent off (Config.Disconnect, wired to enforce.Enforcer.Disconnect).
+//
+// Agent side:
+//
+//	agentproto.ServeReverify(h, agentKey) // before attaching
+//	reg, err := agentproto.Attach(ctx, h, nodeAddrInfo)
+//	if errors.Is(err, agentproto.ErrRevoked) { … }
+//
+// Node side:
+//
+//	srv, _ := agentproto.NewServer(h, views, cfg) // views: the enforce.Views the gater uses
+//	defer srv.Close()
+//
+// Invariants:
+//   - Every message is one frame whose length is checked against MaxMessageSize before any
+//     allocation; Decode is strict and canonical (FuzzDecode checks Encode(Decode(b)) == b).
+//   - The agent signs only challenges that name the node at the other end of the stream, and
+//     every signature is domain-separated, so a proof cannot be relayed to another node or
+//     reused as any other signature.
+//   - The server answers from the current enforce.View only; it never admits what the View does
+//     not, and each attached agent has at most one re-verification goroutine, which ends with its
+//     connection or with Close.
+package agentproto
