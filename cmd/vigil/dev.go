@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -45,7 +46,7 @@ cluster with its registry intact. Stop it with Ctrl-C.`,
 		Example: `  vigil dev --dir .vigil-dev
   vigil dev --dir /tmp/mesh --nodes 5 --base-port 9400
   vigil dev --dir /tmp/mesh --for 30s     # stop by itself after 30 seconds`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
@@ -78,7 +79,10 @@ func runDev(ctx context.Context, out io.Writer, o devOptions) error {
 	if o.agents < 0 || o.agents > 100 {
 		return usagef("dev: --agents %d: must be between 0 and 100", o.agents)
 	}
-	if o.basePort < 1024 || o.basePort+10*o.nodes > 65535 {
+	if o.basePort < 1024 {
+		return usagef("dev: --base-port %d: must be 1024 or above (ports below need root)", o.basePort)
+	}
+	if o.basePort+10*o.nodes > 65535 {
 		return usagef("dev: --base-port %d: must leave room for %d nodes below 65536", o.basePort, o.nodes)
 	}
 	var level slog.Level
@@ -92,12 +96,14 @@ func runDev(ctx context.Context, out io.Writer, o devOptions) error {
 		fmt.Fprintf(out, "creating a new cluster in %s\n\n", o.dir)
 		err := runInit(out, initOptions{
 			dir: first, trustDomain: "dev.vigil.local", operators: 1, threshold: 1,
-			nodeName: "node-1", site: "site-1", advertise: devAddr(o.basePort, 1),
+			nodeName: "node-1", site: "site-1", advertise: devAddr(o.basePort, 1), dev: true,
 		}, time.Now(), rand.Reader)
 		if err != nil {
 			return err
 		}
 		fmt.Fprintln(out)
+	} else {
+		fmt.Fprintf(out, "restarting the cluster in %s (rm -rf %s starts afresh)\n\n", o.dir, o.dir)
 	}
 	genesisBytes, err := os.ReadFile(filepath.Join(first, "genesis.bin"))
 	if err != nil {
@@ -157,6 +163,11 @@ func runDev(ctx context.Context, out io.Writer, o devOptions) error {
 	case <-stopAfter:
 	}
 	fmt.Fprintln(out, "\nstopping the mesh")
+	for i := len(nodes) - 1; i >= 0; i-- {
+		nodes[i].close()
+	}
+	nodes = nil
+	fmt.Fprintln(out, "mesh stopped")
 	return nil
 }
 
@@ -181,10 +192,16 @@ func startDevNode(o devOptions, i int, genesis *identity.Command, genesisBytes [
 	if err != nil {
 		return nil, fmt.Errorf("dev: %s: %w", name, err)
 	}
-	if _, err := os.Stat(filepath.Join(dir, "genesis.bin")); errors.Is(err, os.ErrNotExist) {
-		if err := writeFileSync(filepath.Join(dir, "genesis.bin"), genesisBytes, 0o644); err != nil {
-			return nil, fmt.Errorf("dev: %s: %w", name, err)
-		}
+	// Every node keeps its own copy of the genesis; a copy that differs from node-1's is refused.
+	own, err := os.ReadFile(filepath.Join(dir, "genesis.bin"))
+	if errors.Is(err, os.ErrNotExist) {
+		own, err = genesisBytes, writeFileSync(filepath.Join(dir, "genesis.bin"), genesisBytes, 0o644)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("dev: %s: %w", name, err)
+	}
+	if !bytes.Equal(own, genesisBytes) {
+		return nil, fmt.Errorf("dev: %s/genesis.bin differs from %s/node-1/genesis.bin: a node must hold its cluster's genesis", dir, o.dir)
 	}
 
 	addr := devAddr(o.basePort, i)
@@ -209,13 +226,26 @@ func startDevNode(o devOptions, i int, genesis *identity.Command, genesisBytes [
 	return &devNode{name: name, dir: dir, key: key, host: h, node: n}, nil
 }
 
+// waitDevLeader waits until n knows a leader and its replica holds the genesis: a leader is
+// elected before it has applied the genesis, and until then every other command is refused.
 func waitDevLeader(ctx context.Context, n *devNode) error {
 	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	if err := n.node.WaitForLeader(wctx); err != nil {
 		return fmt.Errorf("dev: %s: no leader: %w", n.name, err)
 	}
-	return nil
+	for {
+		initialised := false
+		err := n.node.ConsistentRead(wctx, func(r *identity.Registry) { initialised = r.Initialised() })
+		if err == nil && initialised {
+			return nil
+		}
+		select {
+		case <-wctx.Done():
+			return fmt.Errorf("dev: %s: genesis not applied: %w", n.name, errors.Join(err, wctx.Err()))
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 }
 
 func (d *devNode) close() {
@@ -308,6 +338,16 @@ func writeDevEnv(o devOptions, nodes []*devNode) error {
 }
 
 func printDevStatus(ctx context.Context, out io.Writer, o devOptions, nodes []*devNode) {
+	// Let every replica catch up with the leader first, so the table shows one registry.
+	target := nodes[0].node.AppliedIndex()
+	for _, n := range nodes {
+		target = max(target, n.node.AppliedIndex())
+	}
+	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	for _, n := range nodes {
+		_ = n.node.WaitApplied(wctx, target)
+	}
+	cancel()
 	tw := tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NODE\tID\tADDRESS\tRAFT\tAPPLIED")
 	for i, n := range nodes {

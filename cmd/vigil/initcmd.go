@@ -6,7 +6,10 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
+
+	"github.com/multiformats/go-multiaddr"
 
 	"github.com/spf13/cobra"
 	"github.com/vigil-mesh/vigil/identity"
@@ -21,6 +24,7 @@ type initOptions struct {
 	nodeName    string
 	site        string
 	advertise   string
+	dev         bool // called by vigil dev: the operator key stays where dev expects it
 }
 
 func newInitCmd() *cobra.Command {
@@ -38,7 +42,7 @@ Operations that widen power (adding an operator, changing M, reinstating a revok
 signatures of M distinct operators. init never overwrites anything: DIR must be empty or absent.`,
 		Example: `  vigil init --dir /var/lib/vigil --trust-domain fleet.example --operators 3 --threshold 2
   vigil init --dir ./node1 --node-name depot-1 --site depot --advertise /ip4/10.0.0.5/tcp/7400`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runInit(cmd.OutOrStdout(), o, time.Now(), rand.Reader)
 		},
@@ -65,6 +69,9 @@ func (o initOptions) validate() error {
 	}
 	if err := identity.ValidateName(o.nodeName); err != nil {
 		return usagef("init: --node-name: %v", err)
+	}
+	if _, err := multiaddr.NewMultiaddr(o.advertise); err != nil || strings.Contains(o.advertise, "/p2p/") {
+		return usagef("init: --advertise %q: want a libp2p address without /p2p, like /ip4/10.0.0.5/tcp/7400", o.advertise)
 	}
 	if _, err := identity.NewAgentSPIFFEID(o.trustDomain, "probe"); err != nil {
 		return usagef("init: --trust-domain %q: %v", o.trustDomain, err)
@@ -147,7 +154,10 @@ func runInit(out io.Writer, o initOptions, now time.Time, rnd io.Reader) error {
 	}
 	fmt.Fprintf(out, "\nwrote %s/genesis.bin (give it to every node), %s/node.key and %d operator key(s) in %s\n",
 		o.dir, keys, o.operators, keys)
-	fmt.Fprintln(out, "move each operator key to its operator's machine; a node does not need them")
+	if !o.dev {
+		fmt.Fprintln(out, "move each operator key to its operator's machine; a node does not need them")
+		fmt.Fprintf(out, "start the node with: vigil node --config FILE (node.data_dir: %s); see vigil config default\n", o.dir)
+	}
 	return nil
 }
 

@@ -3,6 +3,8 @@ package main
 import (
 	"crypto/rand"
 	"fmt"
+	"os"
+	"path/filepath"
 
 	"github.com/spf13/cobra"
 	"github.com/vigil-mesh/vigil/identity"
@@ -17,10 +19,13 @@ func newKeygenCmd() *cobra.Command {
 (its libp2p peer ID), which is how the registry names the principal. It never overwrites a file.`,
 		Example: `  vigil keygen --out agent.key --role agent
   vigil keygen --out ops/alice.key --role operator`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if out == "" {
 				return usagef("keygen: --out is required")
+			}
+			if out == "-" {
+				return usagef("keygen: --out -: a private key is never written to standard output; name a file")
 			}
 			r, err := parseRole(role)
 			if err != nil {
@@ -30,6 +35,9 @@ func newKeygenCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if err := os.MkdirAll(filepath.Dir(out), 0o700); err != nil {
+				return fmt.Errorf("keygen: %w", err)
+			}
 			if err := identity.WriteKeyFile(out, r, k); err != nil {
 				return err
 			}
@@ -37,7 +45,7 @@ func newKeygenCmd() *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&out, "out", "", "file to write the private key to (mode 0600; must not exist)")
+	cmd.Flags().StringVar(&out, "out", "", "file to write the private key to (mode 0600; must not exist; missing folders are created 0700)")
 	cmd.Flags().StringVar(&role, "role", "agent", "role the key is for: agent, node or operator")
 	return cmd
 }

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"fmt"
+
 	"github.com/spf13/cobra"
 )
 
@@ -17,7 +19,27 @@ registry of who may act replicated by Raft on every node, and cuts a revoked age
 		SilenceErrors: true,
 		Version:       version,
 	}
+	// An unknown subcommand is a usage error (exit code 2), like a bad flag.
+	root.Args = func(cmd *cobra.Command, args []string) error {
+		if len(args) > 0 {
+			return usagef("unknown command %q; see vigil --help", args[0])
+		}
+		return nil
+	}
+	root.RunE = func(cmd *cobra.Command, _ []string) error { return cmd.Help() }
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(newKeygenCmd(), newInitCmd(), newDevCmd(), newConfigCmd())
+	root.AddCommand(newKeygenCmd(), newInitCmd(), newDevCmd(), newConfigCmd(), newVersionCmd())
 	return root
+}
+
+func newVersionCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the version of this binary",
+		Args:  noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			fmt.Fprintf(cmd.OutOrStdout(), "vigil %s\n", version)
+			return nil
+		},
+	}
 }
