@@ -29,7 +29,10 @@
 //   - Only admitted nodes (the registry; the servers of raft's persisted configuration, which the
 //     leader keeps equal to the registry and which lets a restarted cluster elect before any
 //     registry is re-applied; the genesis before it is applied; the join bootstrap set while this
-//     node is not yet listed) may speak raft, propose or ask for a read index. Deny by default.
+//     node is not yet listed; nodes vouched for by an admitted node, until the local registry has
+//     applied the voucher's index or a TTL passes) may speak raft, propose or ask for a read
+//     index. Deny by default; a refused unknown peer triggers an asynchronous, rate-limited
+//     refresh of the vouches, never a blocking one.
 //   - The leader reconciles raft membership (and proposes the genesis) only after a barrier in its
 //     term, so it never acts on a registry that is still being re-applied after a restart.
 //   - A data directory is bound to one cluster id and one node key on first start and is never

@@ -38,6 +38,8 @@ type FSM struct {
 	mu      sync.RWMutex
 	reg     *identity.Registry
 	lastNow time.Time // the FSM clock: max over the AppendedAt of applied entries
+	// regIndex is the index reg reflects, under mu (applied is published later, after mu).
+	regIndex uint64
 
 	applied atomic.Uint64 // index of the last entry the FSM applied (commands and configurations)
 
@@ -119,6 +121,9 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 		}
 		out[i] = res
 	}
+	if n := len(logs); n > 0 {
+		f.regIndex = logs[n-1].Index
+	}
 	f.mu.Unlock()
 
 	if n := len(logs); n > 0 {
@@ -191,6 +196,13 @@ func (f *FSM) Read(fn func(*identity.Registry)) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	fn(f.reg)
+}
+
+// readIndexed is Read that also passes the index the registry reflects.
+func (f *FSM) readIndexed(fn func(reg *identity.Registry, index uint64)) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	fn(f.reg, f.regIndex)
 }
 
 // AppliedIndex is the raft index of the last entry the FSM applied. Raft's no-op and barrier
@@ -280,7 +292,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 		return err
 	}
 	f.mu.Lock()
-	f.reg, f.lastNow = reg, now
+	f.reg, f.lastNow, f.regIndex = reg, now, applied
 	f.mu.Unlock()
 	f.restores.Add(1)
 	f.advance(applied)

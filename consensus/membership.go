@@ -20,39 +20,58 @@ import (
 // and the genesis is not applied yet (afterwards the registry, which includes the genesis nodes,
 // decides alone, so a removed genesis node is refused too); or, only while this node's own
 // registry does not list this node yet (it is joining), it was learnt from a join peer; or it is
-// a server in raft's latest configuration. That configuration is persisted in the raft log and
-// only the leader's reconciler changes it, always to match the registry; trusting it is what lets
-// a restarted cluster elect a leader before any node has re-applied its log (until then every
-// registry is empty, and without this rule every vote request would be refused). Deny by default.
+// a server in raft's latest configuration; or an admitted node vouched for it and this node's
+// registry has not caught up with that node's yet (see catchup.go). Raft's configuration is
+// persisted in the raft log and only the leader's reconciler changes it, always to match the
+// registry; trusting it is what lets a restarted cluster elect a leader before any node has
+// re-applied its log (until then every registry is empty, and without this rule every vote
+// request would be refused). Deny by default. A refused peer that this node does not know
+// triggers a refresh of the vouches (asynchronous: authorize never blocks on the network).
 func (n *Node) authorize(p peer.ID) error {
+	unknown, err := n.admit(p)
+	if unknown {
+		n.requestRefresh(p)
+	}
+	return err
+}
+
+// admit is authorize without the refresh side effect. unknown is true when p was refused only
+// because no rule knows it and it could still be a node admitted elsewhere (see isVouchable);
+// not for the fault hook, a key of another role, or the key of a removed node.
+func (n *Node) admit(p peer.ID) (unknown bool, err error) {
 	if _, blocked := n.blocked.Load(p); blocked {
-		return errf(ErrNotAdmitted, "peer %s: blocked by fault hook", p)
+		return false, errf(ErrNotAdmitted, "peer %s: blocked by fault hook", p)
 	}
 	id, err := identity.IDFromPeer(p)
 	if err != nil {
-		return errf(ErrNotAdmitted, "peer %s: %v", p, err)
+		return false, errf(ErrNotAdmitted, "peer %s: %v", p, err)
 	}
-	var admitted, selfListed, genesisApplied bool
+	now := time.Now()
+	var admitted, selfListed, genesisApplied, vouchable bool
 	n.fsm.Read(func(reg *identity.Registry) {
 		_, admitted = reg.Node(id)
 		_, selfListed = reg.Node(n.self)
 		genesisApplied = reg.ClusterID() != identity.ClusterID{}
+		vouchable = isVouchable(reg, id, now)
 	})
 	if admitted || n.inRaftConfiguration(p) {
-		return nil
+		return false, nil
 	}
 	if _, ok := n.genesisNodes[p]; ok && !genesisApplied {
-		return nil
+		return false, nil
 	}
 	if !selfListed {
 		n.bootMu.RLock()
 		_, ok := n.boot[p]
 		n.bootMu.RUnlock()
 		if ok {
-			return nil
+			return false, nil
 		}
 	}
-	return errf(ErrNotAdmitted, "peer %s is not an admitted node", p)
+	if vouchable && n.vouchedFor(p, now) {
+		return false, nil
+	}
+	return vouchable, errf(ErrNotAdmitted, "peer %s is not an admitted node", p)
 }
 
 // inRaftConfiguration reports whether p is a server in raft's latest configuration (a lock-free
@@ -121,9 +140,11 @@ func (n *Node) membershipLoop() {
 }
 
 // dropRemoved closes the raft streams of every peer that lost its admission since the last call:
-// in neither the registry nor raft's configuration (the authorizer trusts both, so a node removed
-// from the registry is cut when the leader has also removed it from raft). It runs on every
-// registry membership change and every configuration entry.
+// in neither the registry nor raft's configuration nor a live vouch (the authorizer trusts all
+// three, so a node removed from the registry is cut when the leader has also removed it from
+// raft, and a vouched peer when its vouch lapses without the registry admitting it). It runs on
+// every registry membership change and configuration entry, and at least every
+// reconcileInterval.
 func (n *Node) dropRemoved(known map[peer.ID]struct{}) {
 	current := map[peer.ID]struct{}{}
 	n.fsm.Read(func(reg *identity.Registry) {
@@ -135,6 +156,9 @@ func (n *Node) dropRemoved(known map[peer.ID]struct{}) {
 		if p, err := peer.Decode(string(s.ID)); err == nil {
 			current[p] = struct{}{}
 		}
+	}
+	for _, p := range n.vouchedPeers(time.Now()) {
+		current[p] = struct{}{}
 	}
 	for p := range known {
 		if _, ok := current[p]; !ok {

@@ -44,6 +44,11 @@ type Node struct {
 	bootMu sync.RWMutex
 	boot   map[peer.ID]struct{} // peers learnt by joining; trusted until the registry lists us
 
+	vouchMu   sync.RWMutex
+	vouched   map[peer.ID]vouch // peers listed by an admitted node (catchup.go); nil until one
+	refreshCh chan peer.ID      // refused unknown peers for the refresh loop (buffered, 1)
+	refreshes atomic.Uint64     // refreshes run (Stats)
+
 	// raftRef is raft once NewRaft has returned; the authorizer reads it from transport
 	// goroutines that may run before Open finishes.
 	raftRef atomic.Pointer[raft.Raft]
@@ -96,8 +101,10 @@ func Open(cfg Config) (_ *Node, err error) {
 		cluster:  cfg.Genesis.ClusterID,
 		boot:     map[peer.ID]struct{}{},
 		memberCh: make(chan struct{}, 1),
-		ctx:      ctx,
-		cancel:   cancel,
+		// Created before the transport: its authorizer may refuse (and queue) a peer at once.
+		refreshCh: make(chan peer.ID, 1),
+		ctx:       ctx,
+		cancel:    cancel,
 	}
 	n.genesisNodes = genesisNodes
 	defer func() {
@@ -207,6 +214,7 @@ func Open(cfg Config) (_ *Node, err error) {
 	n.h.SetStreamHandler(ReadIndexProtocol, n.handleReadIndex)
 
 	n.wg.Go(n.membershipLoop)
+	n.wg.Go(n.refreshLoop)
 	if len(cfg.Join) > 0 && !cfg.Bootstrap && !hasState {
 		n.wg.Go(n.joinLoop)
 	}
@@ -286,11 +294,13 @@ func (n *Node) State() raft.RaftState { return n.raft.State() }
 // ID is this node's identity.
 func (n *Node) ID() identity.ID { return n.self }
 
-// Stats returns raft's statistics plus the FSM's (fsm_applied_index, fsm_restores).
+// Stats returns raft's statistics plus the FSM's (fsm_applied_index, fsm_restores) and the
+// catch-up refreshes run after refusing an unknown peer (vouch_refreshes).
 func (n *Node) Stats() map[string]string {
 	s := n.raft.Stats()
 	s["fsm_applied_index"] = fmt.Sprint(n.fsm.AppliedIndex())
 	s["fsm_restores"] = fmt.Sprint(n.fsm.restores.Load())
+	s["vouch_refreshes"] = fmt.Sprint(n.refreshes.Load())
 	return s
 }
 

@@ -359,8 +359,9 @@ func (n *Node) handleReadIndex(s network.Stream) {
 	}, nil)
 }
 
-// handleJoin answers an admitted node with the admitted nodes and the leader. A peer that is not
-// admitted (yet) gets a not-admitted result, so a node started before its admission retries.
+// handleJoin answers an admitted node with the admitted nodes and the leader (for a joining node,
+// and for a lagging one refreshing its vouches, catchup.go). A peer that is not admitted (yet)
+// gets a not-admitted result, so a node started before its admission retries.
 func (n *Node) handleJoin(s network.Stream) {
 	refuse := func(err error) []byte { return encodeJoinResponse(joinResponse{Result: resultFor(0, err)}) }
 	n.serve(s, 16, func(_ context.Context, _ peer.ID, req []byte) []byte {
@@ -371,11 +372,13 @@ func (n *Node) handleJoin(s network.Stream) {
 	}, refuse)
 }
 
-// joinInfo lists the admitted nodes with their registered addresses, else the peerstore's.
+// joinInfo lists the admitted nodes with their registered addresses, else the peerstore's, and
+// sets Result.Index to the index that list reflects.
 func (n *Node) joinInfo() joinResponse {
 	var nodes []identity.Node
-	n.fsm.Read(func(reg *identity.Registry) { nodes = reg.Nodes() })
-	j := joinResponse{Leader: n.Leader().String()}
+	var index uint64
+	n.fsm.readIndexed(func(reg *identity.Registry, i uint64) { nodes, index = reg.Nodes(), i })
+	j := joinResponse{Result: wireResult{Index: index}, Leader: n.Leader().String()}
 	for _, nd := range nodes {
 		p := nd.ID.Peer()
 		addrs := nd.Addrs

@@ -17,7 +17,8 @@ import (
 //	readindex request:  u8 version (1)
 //	          response: result (Index = the leader's verified commit index)
 //	join      request:  16-byte cluster id
-//	          response: result, leader (str), u16 n ≤ maxJoinNodes, n × {id (str), u8 k ≤ maxJoinAddrs, k × addr (str)}
+//	          response: result (Index = the answerer's applied index), leader (str),
+//	                    u16 n ≤ maxJoinNodes, n × {id (str), u8 k ≤ maxJoinAddrs, k × addr (str)}
 //	result:   u64 index, code (str ≤ maxCodeLen), detail (str ≤ maxDetailLen)
 //	str:      u16 len, bytes
 const (
