@@ -1,0 +1,80 @@
+package admin
+
+import (
+	"log/slog"
+	"time"
+
+	"github.com/vigil-mesh/vigil/identity"
+)
+
+// Config configures the admin server. Zero values are not defaults: start from DefaultConfig().
+type Config struct {
+	// Key is the node key: the server's TLS certificate is derived from it (go-libp2p's TLS
+	// identity), so clients pin the node's peer ID. Required by ServeTLS; the Unix socket and
+	// Handler need none.
+	Key identity.PrivateKey
+
+	// Logger receives the server's structured logs. Default slog.Default().
+	Logger *slog.Logger
+
+	// Now is the clock used for agent status (expired) and principal roles. Default time.Now.
+	Now func() time.Time
+
+	// MaxRequestBytes caps one request message (connect.WithReadMaxBytes); a larger request is
+	// refused with ResourceExhausted before it is decoded. Default 1 MiB. A signed command is at
+	// most identity.MaxCommandSize (64 KiB), so the default leaves room for the envelope.
+	MaxRequestBytes int
+
+	// AuditDefaultLimit is the number of audit entries returned when a request sets no limit.
+	// Default 100.
+	AuditDefaultLimit int
+	// AuditMaxLimit caps the limit of one audit request (bounds the response). Default 1000.
+	AuditMaxLimit int
+
+	// ListDefaultLimit is the number of agents returned when a request sets no limit.
+	// Default 1000.
+	ListDefaultLimit int
+	// ListMaxLimit caps the limit of one agent list request. Default 10000.
+	ListMaxLimit int
+
+	// ReadHeaderTimeout bounds reading a request's headers (slowloris). Default 10 s.
+	ReadHeaderTimeout time.Duration
+	// IdleTimeout closes idle keep-alive connections. Default 2 min.
+	IdleTimeout time.Duration
+}
+
+// DefaultConfig returns the defaults documented on Config; the caller sets Key to serve TLS.
+func DefaultConfig() Config {
+	return Config{
+		Logger:            slog.Default(),
+		Now:               time.Now,
+		MaxRequestBytes:   1 << 20,
+		AuditDefaultLimit: 100,
+		AuditMaxLimit:     1000,
+		ListDefaultLimit:  1000,
+		ListMaxLimit:      10000,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+	}
+}
+
+// Validate checks every field and the cross-field rules. Key is checked by ServeTLS only.
+func (c Config) Validate() error {
+	switch {
+	case c.Logger == nil:
+		return errf(ErrInvalidConfig, "logger: required")
+	case c.Now == nil:
+		return errf(ErrInvalidConfig, "now: required")
+	case c.MaxRequestBytes < identity.MaxCommandSize+64:
+		return errf(ErrInvalidConfig, "max_request_bytes: %d cannot hold a signed command of %d bytes", c.MaxRequestBytes, identity.MaxCommandSize)
+	case c.AuditDefaultLimit <= 0 || c.AuditMaxLimit < c.AuditDefaultLimit:
+		return errf(ErrInvalidConfig, "audit_default_limit, audit_max_limit: need 0 < default (%d) <= max (%d)", c.AuditDefaultLimit, c.AuditMaxLimit)
+	case c.ListDefaultLimit <= 0 || c.ListMaxLimit < c.ListDefaultLimit:
+		return errf(ErrInvalidConfig, "list_default_limit, list_max_limit: need 0 < default (%d) <= max (%d)", c.ListDefaultLimit, c.ListMaxLimit)
+	case c.ReadHeaderTimeout <= 0:
+		return errf(ErrInvalidConfig, "read_header_timeout: must be positive")
+	case c.IdleTimeout <= 0:
+		return errf(ErrInvalidConfig, "idle_timeout: must be positive")
+	}
+	return nil
+}
