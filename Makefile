@@ -2,12 +2,12 @@
 GO        ?= go
 BIN       := bin/vigil
 PKGS      := ./...
-# Core packages run under the race detector.
-RACE_PKGS := ./identity/... ./consensus/...
+# Core packages run under the race detector (it needs cgo and a C compiler).
+RACE_PKGS := ./identity/... ./consensus/... ./node/...
 FUZZTIME  ?= 3s
 DEVDIR    ?= .vigil-dev
 
-.PHONY: all build run test test-unit fmt-check vet lint fuzz fuzz-short bench bench-deps clean
+.PHONY: generate all build run test test-unit fmt-check vet lint fuzz fuzz-short bench bench-deps clean
 
 all: build
 
@@ -23,7 +23,7 @@ test: fmt-check vet test-unit fuzz-short
 
 test-unit:
 	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 15m $(RACE_PKGS)
-	$(GO) test -count=1 -timeout 15m $$($(GO) list $(PKGS) | grep -v -e /identity -e /consensus)
+	$(GO) test -count=1 -timeout 15m $$($(GO) list $(PKGS) | grep -v -e /identity -e /consensus -e /node)
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null; git ls-files --others --exclude-standard '*.go' 2>/dev/null)); \
@@ -48,6 +48,10 @@ bench-deps:
 bench: bench-deps
 	$(GO) test -run '^$$' -bench . -benchtime 2000x -timeout 60m ./consensus/... | tee bench.out
 	$(GO) test -run '^$$' -bench . -benchmem -timeout 30m ./identity/ | tee -a bench.out
+
+# generate rebuilds the admin API's protobuf code (committed, so make test needs no protoc).
+generate:
+	./scripts/gen-proto.sh
 
 clean:
 	rm -rf bin $(DEVDIR) bench.out

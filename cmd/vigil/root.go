@@ -28,7 +28,8 @@ registry of who may act replicated by Raft on every node, and cuts a revoked age
 	}
 	root.RunE = func(cmd *cobra.Command, _ []string) error { return cmd.Help() }
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(newKeygenCmd(), newInitCmd(), newDevCmd(), newConfigCmd(), newVersionCmd())
+	root.AddCommand(newKeygenCmd(), newInitCmd(), newDevCmd(), newConfigCmd(), newNodeCmd(),
+		newStatusCmd(), newMembersCmd(), newAgentCmd(), newVersionCmd())
 	return root
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -61,7 +62,8 @@ func (c Config) check() []Problem {
 	}
 	checkHostPort(bad, "listen.admin", c.Listen.Admin)
 	checkHostPort(bad, "listen.http", c.Listen.HTTP)
-	if c.Listen.Admin != "" && c.Listen.Admin == c.Listen.HTTP {
+	// Port 0 asks the kernel for a free port, so two ":0" addresses never clash.
+	if c.Listen.Admin != "" && c.Listen.Admin == c.Listen.HTTP && !strings.HasSuffix(c.Listen.HTTP, ":0") {
 		bad("listen.http", "%q is also listen.admin: give each its own port", c.Listen.HTTP)
 	}
 	switch {

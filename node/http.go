@@ -1,0 +1,62 @@
+package node
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/vigil-mesh/vigil/identity"
+)
+
+// serveHTTP starts the metrics and health endpoint (DESIGN.md §9): /metrics, /healthz (the
+// process serves), /readyz (the node has applied the genesis, knows a leader and has a registry
+// view, so it can enforce).
+func (n *Node) serveHTTP() error {
+	ln, err := net.Listen("tcp", n.cfg.Listen.HTTP)
+	if err != nil {
+		return fmt.Errorf("node: listen.http %s: %w", n.cfg.Listen.HTTP, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(n.metrics.reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if err := n.ready(); err != nil {
+			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	n.httpLn = ln
+	n.httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := n.httpSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			n.log.Error("node: http server stopped", "err", err)
+		}
+	}()
+	return nil
+}
+
+// ready says why the node cannot enforce yet, or nil.
+func (n *Node) ready() error {
+	cons := n.consensusNode()
+	if cons == nil {
+		return errors.New("registry not open")
+	}
+	initialised := false
+	cons.Read(func(r *identity.Registry) { initialised = r.ClusterID() != identity.ClusterID{} })
+	switch {
+	case !initialised:
+		return errors.New("genesis not applied yet")
+	case cons.Leader() == "":
+		return errors.New("no raft leader known")
+	case n.views.Current() == nil:
+		return errors.New("no registry view yet")
+	}
+	return nil
+}

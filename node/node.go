@@ -1,0 +1,309 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
+	noise "github.com/libp2p/go-libp2p/p2p/security/noise"
+	libp2ptls "github.com/libp2p/go-libp2p/p2p/security/tls"
+	"github.com/multiformats/go-multiaddr"
+
+	"github.com/vigil-mesh/vigil/consensus"
+	"github.com/vigil-mesh/vigil/identity"
+	"github.com/vigil-mesh/vigil/node/admin"
+	"github.com/vigil-mesh/vigil/node/agentproto"
+	"github.com/vigil-mesh/vigil/node/config"
+	"github.com/vigil-mesh/vigil/node/enforce"
+)
+
+// Node is a running Vigil daemon.
+type Node struct {
+	cfg      config.Config
+	log      *slog.Logger
+	key      identity.PrivateKey
+	host     host.Host
+	views    *enforce.Views
+	gater    *enforce.Gater
+	cons     atomic.Pointer[consensus.Node] // nil until Start opens it; the gater may ask before
+	enforcer *enforce.Enforcer
+	agents   *agentproto.Server
+	admin    *admin.Server
+	adminLn  net.Listener
+	metrics  *metrics
+	httpSrv  *http.Server
+	httpLn   net.Listener
+
+	closers   []func() error // released by Close, last acquired first
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Start starts a node from a loaded configuration: it opens the key and genesis, starts the libp2p
+// host behind the registry-backed gater, the replicated registry, enforcement, the agent protocol
+// and the HTTP endpoint. On error everything already started is released.
+func Start(cfg config.Config, log *slog.Logger) (_ *Node, err error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	n := &Node{cfg: cfg, log: log.With("node", cfg.Node.Name)}
+	defer func() {
+		if err != nil {
+			n.Close()
+		}
+	}()
+
+	if n.key, err = identity.LoadKeyFile(cfg.Auth.Key, identity.RoleNode); err != nil {
+		return nil, fmt.Errorf("node: auth.key: %w", err)
+	}
+	genesis, err := loadGenesis(cfg.Genesis)
+	if err != nil {
+		return nil, err
+	}
+	join, err := parseJoin(cfg.Join)
+	if err != nil {
+		return nil, err
+	}
+	gp, err := genesis.DecodePayload()
+	if err != nil {
+		return nil, fmt.Errorf("node: genesis %s: %w", cfg.Genesis, err)
+	}
+	g := gp.(*identity.Genesis)
+	bootstrapPeers, inGenesis := bootstrapSet(g, n.key.ID(), join)
+
+	n.metrics = newMetrics()
+	n.views = enforce.NewViews()
+	gc := enforce.DefaultGaterConfig()
+	gc.MaxStaleness = cfg.Auth.MaxStaleness
+	gc.Bootstrap = bootstrapPeers
+	gc.Staleness = func() time.Duration {
+		if c := n.consensusNode(); c != nil {
+			return c.LastContact()
+		}
+		return 0
+	}
+	if cfg.Auth.Enforcement == config.EnforcementStrict {
+		gc.Mode = enforce.Strict
+	}
+	if n.gater, err = enforce.NewGater(n.views, gc); err != nil {
+		return nil, fmt.Errorf("node: %w", err)
+	}
+	if n.host, err = newHost(cfg, n.key, n.gater); err != nil {
+		return nil, err
+	}
+	n.closers = append(n.closers, n.host.Close)
+
+	cc := consensus.DefaultConfig()
+	cc.DataDir, cc.Key, cc.Host, cc.Genesis = cfg.Node.DataDir, n.key, n.host, genesis
+	cc.Bootstrap = inGenesis
+	cc.Join = join
+	cc.Logger = n.log
+	cc.HeartbeatTimeout, cc.ElectionTimeout = cfg.Raft.HeartbeatTimeout, cfg.Raft.ElectionTimeout
+	cc.LeaderLeaseTimeout = min(cc.LeaderLeaseTimeout, cfg.Raft.HeartbeatTimeout)
+	cc.CommitTimeout, cc.SnapshotThreshold = cfg.Raft.CommitTimeout, cfg.Raft.SnapshotThreshold
+	if inGenesis && len(join) > 0 {
+		cc.Join = nil // a genesis node bootstraps; it joins no one
+	}
+	cons, err := consensus.Open(cc)
+	if err != nil {
+		return nil, fmt.Errorf("node: %w", err)
+	}
+	n.cons.Store(cons)
+	n.closers = append(n.closers, cons.Close)
+
+	ec := enforce.DefaultConfig()
+	ec.Logger = n.log
+	ec.OnEnforce = n.metrics.observeEnforcement
+	if n.enforcer, err = enforce.NewEnforcer(n.host, n.gater, cons, ec); err != nil {
+		return nil, fmt.Errorf("node: %w", err)
+	}
+	n.closers = append(n.closers, n.enforcer.Close)
+
+	ac := agentproto.DefaultConfig()
+	ac.ReverifyInterval = cfg.Auth.ReverifyInterval
+	ac.Logger = n.log
+	ac.Disconnect = func(p peer.ID, cause error) {
+		n.log.Info("node: agent cut off", "peer", p.String(), "cause", cause)
+		n.enforcer.Disconnect(p, enforce.ReasonRevoked)
+	}
+	if n.agents, err = agentproto.NewServer(n.host, n.views, ac); err != nil {
+		return nil, fmt.Errorf("node: %w", err)
+	}
+	n.closers = append(n.closers, n.agents.Close)
+
+	if err := n.serveAdmin(cons); err != nil {
+		return nil, err
+	}
+	n.metrics.register(n)
+	if err := n.serveHTTP(); err != nil {
+		return nil, err
+	}
+	n.log.Info("node: started", "id", n.key.ID().String(), "addrs", fmt.Sprint(n.host.Addrs()),
+		"http", n.httpLn.Addr().String(), "bootstrap", inGenesis)
+	return n, nil
+}
+
+// consensusNode is the replicated registry, or nil while Start has not opened it.
+func (n *Node) consensusNode() *consensus.Node { return n.cons.Load() }
+
+// serveAdmin starts the admin API: mutual TLS with libp2p-key certificates on listen.admin, and
+// the Unix socket for operators on this host.
+func (n *Node) serveAdmin(cons *consensus.Node) error {
+	ac := admin.DefaultConfig()
+	ac.Key, ac.Logger = n.key, n.log
+	n.admin = admin.NewServer(cons, ac)
+	n.closers = append(n.closers, n.admin.Close)
+	ln, err := net.Listen("tcp", n.cfg.Listen.Admin)
+	if err != nil {
+		return fmt.Errorf("node: listen.admin %s: %w", n.cfg.Listen.Admin, err)
+	}
+	n.adminLn = ln
+	if err := n.admin.ServeTLS(ln); err != nil {
+		ln.Close()
+		return fmt.Errorf("node: admin API: %w", err)
+	}
+	if n.cfg.Listen.AdminSocket != "" {
+		if err := n.admin.ServeUnix(n.cfg.Listen.AdminSocket); err != nil {
+			return fmt.Errorf("node: listen.admin_socket: %w", err)
+		}
+	}
+	return nil
+}
+
+// AdminAddr is the address the admin API listens on (mutual TLS).
+func (n *Node) AdminAddr() net.Addr { return n.adminLn.Addr() }
+
+// ID is the node's peer ID.
+func (n *Node) ID() identity.ID { return n.key.ID() }
+
+// Host is the node's libp2p host.
+func (n *Node) Host() host.Host { return n.host }
+
+// Consensus is the node's replica of the registry.
+func (n *Node) Consensus() *consensus.Node { return n.consensusNode() }
+
+// HTTPAddr is the address the metrics and health endpoint listens on.
+func (n *Node) HTTPAddr() net.Addr { return n.httpLn.Addr() }
+
+// Close stops the node: HTTP, the agent protocol, enforcement, the registry, the host. Idempotent.
+func (n *Node) Close() error {
+	n.closeOnce.Do(func() {
+		var errs []error
+		if n.httpSrv != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			errs = append(errs, n.httpSrv.Shutdown(ctx))
+			cancel()
+		}
+		for i := len(n.closers) - 1; i >= 0; i-- {
+			errs = append(errs, n.closers[i]())
+		}
+		n.closeErr = errors.Join(errs...)
+	})
+	return n.closeErr
+}
+
+func loadGenesis(path string) (*identity.Command, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("node: genesis: %w", err)
+	}
+	cmd, err := identity.DecodeCommand(raw)
+	if err != nil {
+		return nil, fmt.Errorf("node: genesis %s: %w", path, err)
+	}
+	if cmd.Kind != identity.KindGenesis {
+		return nil, fmt.Errorf("node: genesis %s: holds a %s command, not a genesis", path, cmd.Kind)
+	}
+	return cmd, nil
+}
+
+func parseJoin(addrs []string) ([]peer.AddrInfo, error) {
+	var out []peer.AddrInfo
+	for _, a := range addrs {
+		ma, err := multiaddr.NewMultiaddr(a)
+		if err != nil {
+			return nil, fmt.Errorf("node: join %q: %w", a, err)
+		}
+		ai, err := peer.AddrInfoFromP2pAddr(ma)
+		if err != nil {
+			return nil, fmt.Errorf("node: join %q: %w", a, err)
+		}
+		out = append(out, *ai)
+	}
+	return out, nil
+}
+
+// bootstrapSet returns the peers the gater admits before the registry knows anyone (the genesis
+// nodes and the configured join peers), and whether this node is a genesis node (it bootstraps).
+func bootstrapSet(g *identity.Genesis, self identity.ID, join []peer.AddrInfo) ([]peer.ID, bool) {
+	var peers []peer.ID
+	inGenesis := false
+	for _, gn := range g.Nodes {
+		id := gn.Key.ID()
+		if id == self {
+			inGenesis = true
+			continue
+		}
+		peers = append(peers, id.Peer())
+	}
+	for _, j := range join {
+		peers = append(peers, j.ID)
+	}
+	return peers, inGenesis
+}
+
+// newHost starts the libp2p host: the configured security protocol only (TLS 1.3 or Noise), TCP
+// and QUIC, the registry-backed gater, and the resource manager with libp2p's default limits
+// scaled to this machine's memory and file descriptors.
+func newHost(cfg config.Config, key identity.PrivateKey, g *enforce.Gater) (host.Host, error) {
+	limiter := rcmgr.NewFixedLimiter(rcmgr.DefaultLimits.AutoScale())
+	rm, err := rcmgr.NewResourceManager(limiter)
+	if err != nil {
+		return nil, fmt.Errorf("node: resource manager: %w", err)
+	}
+	opts := []libp2p.Option{
+		libp2p.Identity(key.Libp2p()),
+		libp2p.ListenAddrStrings(cfg.Listen.Libp2p...),
+		libp2p.ConnectionGater(g),
+		libp2p.ResourceManager(rm),
+		libp2p.DisableRelay(),
+	}
+	switch cfg.Auth.Method {
+	case config.MethodNoise:
+		opts = append(opts, libp2p.Security(noise.ID, noise.New))
+	default:
+		opts = append(opts, libp2p.Security(libp2ptls.ID, libp2ptls.New))
+	}
+	if len(cfg.Advertise) > 0 {
+		var adv []multiaddr.Multiaddr
+		for _, a := range cfg.Advertise {
+			ma, err := multiaddr.NewMultiaddr(a)
+			if err != nil {
+				rm.Close()
+				return nil, fmt.Errorf("node: advertise %q: %w", a, err)
+			}
+			adv = append(adv, ma)
+		}
+		opts = append(opts, libp2p.AddrsFactory(func([]multiaddr.Multiaddr) []multiaddr.Multiaddr { return adv }))
+	}
+	h, err := libp2p.New(opts...)
+	if err != nil {
+		rm.Close()
+		return nil, fmt.Errorf("node: listen on %v: %w", cfg.Listen.Libp2p, err)
+	}
+	return h, nil
+}
