@@ -178,6 +178,9 @@ func TestOpenLostRaftState(t *testing.T) {
 		if !errors.Is(err, ErrDataDir) || !strings.Contains(err.Error(), n1.dir) || !strings.Contains(err.Error(), "raft state") {
 			t.Fatalf("bootstrap=%v: got %v, want ErrDataDir naming the dir and the lost raft state", bootstrap, err)
 		}
+		if entries, _ := os.ReadDir(filepath.Join(n1.dir, raftDirName)); len(entries) > 0 {
+			t.Fatalf("bootstrap=%v: a refused start created a store in %s/ (%d files)", bootstrap, raftDirName, len(entries))
+		}
 	}
 
 	joiner := newTestNode(t, "joiner")

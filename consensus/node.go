@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -115,6 +116,10 @@ func Open(cfg Config) (_ *Node, err error) {
 	}()
 
 	logs, stable := cfg.LogStore, cfg.StableStore
+	// Refuse a member that lost raft/ before opening the store, which would recreate it empty.
+	if entries, _ := os.ReadDir(filepath.Join(cfg.DataDir, raftDirName)); logs == nil && len(entries) == 0 && hadRaftState(cfg.DataDir) {
+		return nil, lostRaftState(cfg)
+	}
 	if logs == nil {
 		st, err := store.Open(filepath.Join(cfg.DataDir, raftDirName), store.Options{Logger: cfg.Logger})
 		if err != nil {
@@ -172,10 +177,7 @@ func Open(cfg Config) (_ *Node, err error) {
 		return nil, fmt.Errorf("consensus: read raft state: %w", err)
 	}
 	if !hasState && hadRaftState(cfg.DataDir) {
-		return nil, errf(ErrDataDir, "data dir %s was a member of cluster %s but its raft state (%s/) is gone; "+
-			"starting it again could vote twice in one term or start a second cluster. Restore %s/ from a backup, "+
-			"or have an operator remove this node and admit a new one with an empty data dir",
-			cfg.DataDir, cfg.Genesis.ClusterID, raftDirName, raftDirName)
+		return nil, lostRaftState(cfg)
 	}
 	r, err := raft.NewRaft(rc, n.fsm, logs, stable, snaps, n.trans)
 	if err != nil {
@@ -221,6 +223,14 @@ func Open(cfg Config) (_ *Node, err error) {
 	n.log.Info("consensus: node open", "bootstrap", cfg.Bootstrap && !hasState, "existing_state", hasState,
 		"address", string(localAddr))
 	return n, nil
+}
+
+// lostRaftState is the error for a data dir that was a member but no longer holds raft state.
+func lostRaftState(cfg Config) error {
+	return errf(ErrDataDir, "data dir %s was a member of cluster %s but its raft state (%s/) is gone; "+
+		"starting it again could vote twice in one term or start a second cluster. Restore %s/ from a backup, "+
+		"or have an operator remove this node and admit a new one with an empty data dir",
+		cfg.DataDir, cfg.Genesis.ClusterID, raftDirName, raftDirName)
 }
 
 // releaseAll releases what Open acquired, in order, and returns the joined errors.

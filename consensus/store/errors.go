@@ -35,6 +35,10 @@ var (
 	// ErrClosed is returned by every method called after Close.
 	ErrClosed = errors.New("store closed")
 
+	// ErrInUse means another process holds the directory's lock: a running node, or a second
+	// vigil dev on the same folder.
+	ErrInUse = errors.New("directory is in use by another process")
+
 	// ErrInvalidOptions wraps an Options.Validate failure; the message names the field.
 	ErrInvalidOptions = errors.New("invalid options")
 )

@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/hashicorp/raft"
@@ -74,6 +76,10 @@ func Open(dir string, opts Options) (*Store, error) {
 		WithMetricsEnabled(false)
 	db, err := badger.Open(bo)
 	if err != nil {
+		// Badger has no sentinel for its directory lock; it wraps flock's EWOULDBLOCK.
+		if errors.Is(err, syscall.EWOULDBLOCK) || strings.Contains(err.Error(), "Cannot acquire directory lock") {
+			return nil, fmt.Errorf("store: %s: %w (is a vigil node or vigil dev already running on it?)", dir, ErrInUse)
+		}
 		return nil, fmt.Errorf("store: open badger database in %s: %w", dir, err)
 	}
 	s := &Store{dir: dir, db: db}
