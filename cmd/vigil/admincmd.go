@@ -204,21 +204,23 @@ func newMembersCmd() *cobra.Command {
 		},
 	}
 	f.register(cmd, true)
+	cmd.AddCommand(newMembersAdmitCmd(), newMembersRemoveCmd())
 	return cmd
 }
 
 func newAgentCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "agent",
-		Short: "List, show, register and revoke agents",
+		Short: "List, show, register, revoke, quarantine, release and renew agents",
 		Long: `agent manages the registry's agents through a node's admin API. Writes are commands signed here
 with your operator key (--key); the node never sees the key.`,
 		Args: adminArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return usagef("agent: name a subcommand (list, show, register, revoke)")
+			return usagef("agent: name a subcommand (list, show, register, revoke, quarantine, release, renew)")
 		},
 	}
 	cmd.AddCommand(newAgentListCmd(), newAgentShowCmd(), newAgentRegisterCmd(), newAgentRevokeCmd())
+	cmd.AddCommand(newAgentStatusCmds()...)
 	return cmd
 }
 
