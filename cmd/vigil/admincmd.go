@@ -156,6 +156,9 @@ func newStatusCmd() *cobra.Command {
 				{"leader", s.LeaderId}, {"applied index", fmt.Sprint(s.AppliedIndex)}, {"last contact", contact},
 				{"cluster", s.ClusterId}, {"trust domain", s.TrustDomain}, {"audit seq", fmt.Sprint(s.AuditSeq)},
 				{"registry hash", s.RegistryHash}} {
+				if kv[1] == "" && kv[0] == "registry hash" {
+					continue // only with --hash
+				}
 				fmt.Fprintf(tw, "%s:\t%s\n", kv[0], kv[1])
 			}
 			return tw.Flush()
