@@ -330,7 +330,7 @@ func newAgentShowCmd() *cobra.Command {
 // signAndSend builds a command for p in the node's cluster, signs it with the operator key and
 // sends it with send. It prints the applied index and audit seq.
 func signAndSend(cmd *cobra.Command, f *adminFlags, what string, p identity.Payload,
-	send func(context.Context, client.Client, *connect.Request[adminv1.SignedCommand]) (*connect.Response[adminv1.WriteResponse], error)) error {
+	send sendFunc) error {
 	key, err := f.operatorKey()
 	if err != nil {
 		return err
@@ -354,7 +354,7 @@ func signAndSend(cmd *cobra.Command, f *adminFlags, what string, p identity.Payl
 		return usageError{fmt.Errorf("%s: %w", what, err)}
 	}
 	command.Sign(key)
-	resp, err := send(ctx, c, connect.NewRequest(&adminv1.SignedCommand{Command: command.Encode()}))
+	resp, err := send(c, ctx, connect.NewRequest(&adminv1.SignedCommand{Command: command.Encode()}))
 	if err != nil {
 		return adminCall(what, err)
 	}
@@ -406,9 +406,7 @@ must be renewed. The command is signed with your operator key.`,
 			}
 			p := &identity.RegisterAgent{Name: args[0], Key: id.PublicKey(), Labels: lm, Capabilities: caps,
 				ExpiresAt: time.Now().Add(ttl).UTC().Truncate(time.Second)}
-			return signAndSend(cmd, f, "agent register", p, func(ctx context.Context, c client.Client, r *connect.Request[adminv1.SignedCommand]) (*connect.Response[adminv1.WriteResponse], error) {
-				return c.RegisterAgent(ctx, r)
-			})
+			return signAndSend(cmd, f, "agent register", p, client.Client.RegisterAgent)
 		},
 	}
 	f.register(cmd, false)
@@ -435,9 +433,7 @@ func newAgentRevokeCmd() *cobra.Command {
 				return usagef("NAME: %v", err)
 			}
 			return signAndSend(cmd, f, "agent revoke", &identity.RevokeAgent{Name: args[0], Reason: reason},
-				func(ctx context.Context, c client.Client, r *connect.Request[adminv1.SignedCommand]) (*connect.Response[adminv1.WriteResponse], error) {
-					return c.RevokeAgent(ctx, r)
-				})
+				client.Client.RevokeAgent)
 		},
 	}
 	f.register(cmd, false)

@@ -13,7 +13,8 @@ import (
 	"github.com/vigil-mesh/vigil/node/admin/client"
 )
 
-type sendFunc = func(context.Context, client.Client, *connect.Request[adminv1.SignedCommand]) (*connect.Response[adminv1.WriteResponse], error)
+// sendFunc is a write method of the admin client, as a method expression (client.Client.RevokeAgent).
+type sendFunc = func(client.Client, context.Context, *connect.Request[adminv1.SignedCommand]) (*connect.Response[adminv1.WriteResponse], error)
 
 func newMembersAdmitCmd() *cobra.Command {
 	f := &adminFlags{}
@@ -47,9 +48,7 @@ the Raft leader adds the node to the Raft configuration, as a voter unless --non
 			}
 			entry := identity.NodeEntry{Name: args[0], Key: id.PublicKey(), Site: site, Voter: !nonVoter, Addrs: addrs}
 			return signAndSend(cmd, f, "members admit", &identity.AdmitNode{Node: entry},
-				func(ctx context.Context, c client.Client, r *connect.Request[adminv1.SignedCommand]) (*connect.Response[adminv1.WriteResponse], error) {
-					return c.AdmitNode(ctx, r)
-				})
+				client.Client.AdmitNode)
 		},
 	}
 	f.register(cmd, false)
@@ -72,9 +71,7 @@ func newMembersRemoveCmd() *cobra.Command {
 				return err
 			}
 			return signAndSend(cmd, f, "members remove", &identity.RemoveNode{Name: args[0]},
-				func(ctx context.Context, c client.Client, r *connect.Request[adminv1.SignedCommand]) (*connect.Response[adminv1.WriteResponse], error) {
-					return c.RemoveNode(ctx, r)
-				})
+				client.Client.RemoveNode)
 		},
 	}
 	f.register(cmd, false)
@@ -118,20 +115,14 @@ func newAgentStatusCmds() []*cobra.Command {
 			func(n, r string, _ time.Duration) identity.Payload {
 				return &identity.QuarantineAgent{Name: n, Reason: r}
 			},
-			func(ctx context.Context, c client.Client, r *connect.Request[adminv1.SignedCommand]) (*connect.Response[adminv1.WriteResponse], error) {
-				return c.QuarantineAgent(ctx, r)
-			}, true, false),
+			client.Client.QuarantineAgent, true, false),
 		simple("release", "Release a quarantined agent", `  vigil agent release planner-1`, "agent release",
 			func(n, _ string, _ time.Duration) identity.Payload { return &identity.ReleaseAgent{Name: n} },
-			func(ctx context.Context, c client.Client, r *connect.Request[adminv1.SignedCommand]) (*connect.Response[adminv1.WriteResponse], error) {
-				return c.ReleaseAgent(ctx, r)
-			}, false, false),
+			client.Client.ReleaseAgent, false, false),
 		simple("renew", "Renew an agent's registration before it expires", `  vigil agent renew planner-1 --ttl 720h`, "agent renew",
 			func(n, _ string, ttl time.Duration) identity.Payload {
 				return &identity.RenewAgent{Name: n, ExpiresAt: time.Now().Add(ttl).UTC().Truncate(time.Second)}
 			},
-			func(ctx context.Context, c client.Client, r *connect.Request[adminv1.SignedCommand]) (*connect.Response[adminv1.WriteResponse], error) {
-				return c.RenewAgent(ctx, r)
-			}, false, true),
+			client.Client.RenewAgent, false, true),
 	}
 }
