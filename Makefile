@@ -7,7 +7,7 @@ RACE_PKGS := ./identity/... ./consensus/... ./node/...
 FUZZTIME  ?= 3s
 DEVDIR    ?= .vigil-dev
 
-.PHONY: generate all build run test test-unit fmt-check vet lint fuzz fuzz-short bench bench-deps clean
+.PHONY: image test-docker generate all build run test test-unit fmt-check vet lint fuzz fuzz-short bench bench-deps clean
 
 all: build
 
@@ -48,6 +48,14 @@ bench-deps:
 bench: bench-deps
 	$(GO) test -run '^$$' -bench . -benchtime 2000x -timeout 60m ./consensus/... | tee bench.out
 	$(GO) test -run '^$$' -bench . -benchmem -timeout 30m ./identity/ | tee -a bench.out
+
+# image builds vigil:dev FROM scratch around the static binary (nothing is pulled).
+image:
+	./deploy/build-image.sh vigil:dev
+
+# test-docker: the container end-to-end test alone (make test runs it too; it skips without Docker).
+test-docker:
+	$(GO) test -count=1 -run TestDockerCluster -v ./cmd/vigil
 
 # generate rebuilds the admin API's protobuf code (committed, so make test needs no protoc).
 generate:
