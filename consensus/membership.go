@@ -15,6 +15,14 @@ import (
 	"github.com/vigil-mesh/vigil/identity"
 )
 
+// TrustsNode reports whether p may speak to this node as a cluster node, by the same rules as the
+// authorizer (registry, genesis, join peers, raft configuration, vouches), without side effects.
+// The node's connection gater uses it for peers its registry view does not know yet.
+func (n *Node) TrustsNode(p peer.ID) bool {
+	_, err := n.admit(p)
+	return err == nil
+}
+
 // authorize is the single gate of every node-to-node protocol (raft, propose, read-index, join):
 // a peer is allowed iff the local registry holds it as an admitted node; or the genesis lists it
 // and the genesis is not applied yet (afterwards the registry, which includes the genesis nodes,

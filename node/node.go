@@ -96,6 +96,10 @@ func Start(cfg config.Config, log *slog.Logger) (_ *Node, err error) {
 		}
 		return 0
 	}
+	gc.Member = func(p peer.ID) bool {
+		c := n.consensusNode()
+		return c != nil && c.TrustsNode(p)
+	}
 	if cfg.Auth.Enforcement == config.EnforcementStrict {
 		gc.Mode = enforce.Strict
 	}

@@ -47,6 +47,12 @@ type GaterConfig struct {
 	// Bootstrap peers are admitted as nodes while the view holds no genesis (a joining node must
 	// reach the cluster before its registry knows anyone). Ignored once genesis is applied.
 	Bootstrap []peer.ID
+	// Member, if set, reports whether the replication layer trusts p as a cluster node although
+	// the view does not admit it: a server of the persisted Raft configuration while a restarted
+	// node replays its registry, or a node admitted while this one was away. Without it a restarted
+	// leader could not reach the other nodes, nor they it. Consulted only for peers the view does
+	// not know (or before there is a view), so it costs nothing on the common paths. Must not block.
+	Member func(peer.ID) bool
 }
 
 // DefaultGaterConfig returns BestEffort, MaxStaleness 30 s, the wall clock.
@@ -117,11 +123,15 @@ func (g *Gater) Admits(p peer.ID, now time.Time) Reason {
 		if _, ok := g.bootstrap[p]; ok {
 			return ReasonBootstrap
 		}
-		if v == nil {
-			return ReasonNoView
-		}
 	}
-	return v.Decide(p, now.UnixNano())
+	r := ReasonNoView
+	if v != nil {
+		r = v.Decide(p, now.UnixNano())
+	}
+	if (r == ReasonUnknown || r == ReasonNoView) && g.cfg.Member != nil && g.cfg.Member(p) {
+		return ReasonNode
+	}
+	return r
 }
 
 // Decide is the decision for a new session with p, without counting it.
