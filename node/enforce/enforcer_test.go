@@ -170,8 +170,13 @@ func TestNewEnforcerConfig(t *testing.T) {
 func TestEnforcerCloseLeavesNoGoroutine(t *testing.T) {
 	f := newFixture(t)
 	node := newNode(t, f, DefaultGaterConfig())
-	if !stacksContain("(*Enforcer).loop") {
-		t.Fatal("control: the enforcement goroutine is not running")
+	// Control: the goroutine is there (it may take a moment to be scheduled).
+	deadline := time.Now().Add(5 * time.Second)
+	for !stacksContain("(*Enforcer).loop") {
+		if time.Now().After(deadline) {
+			t.Fatal("control: the enforcement goroutine is not running")
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 	_ = node.e.Close()
 	if stacksContain("(*Enforcer).loop") {
@@ -179,7 +184,13 @@ func TestEnforcerCloseLeavesNoGoroutine(t *testing.T) {
 	}
 }
 
+// stacksContain reports whether any goroutine's stack names fn. The buffer grows until the whole
+// dump fits: other tests of the package leave many libp2p goroutines behind.
 func stacksContain(fn string) bool {
-	buf := make([]byte, 1<<20)
-	return strings.Contains(string(buf[:runtime.Stack(buf, true)]), fn)
+	for n := 1 << 20; ; n *= 2 {
+		buf := make([]byte, n)
+		if m := runtime.Stack(buf, true); m < n {
+			return strings.Contains(string(buf[:m]), fn)
+		}
+	}
 }
