@@ -159,14 +159,15 @@ func TestDevRestart(t *testing.T) {
 		if err != nil && !errors.Is(err, context.DeadlineExceeded) {
 			t.Fatalf("round %d: %v\n%s", round, err, out.String())
 		}
-		for _, want := range []string{"demo-agent-1", "demo-agent-2", "node-3"} {
+		// Both demo agents are attached (to node-1 and node-2) through the daemons' gaters.
+		for _, want := range []string{"demo-agent-1", "demo-agent-2", "node-3", "CONNECTED TO", "active  node-1", "active  node-2"} {
 			if !strings.Contains(out.String(), want) {
 				t.Fatalf("round %d: output lacks %q:\n%s", round, want, out.String())
 			}
 		}
 	}
 	env, err := os.ReadFile(filepath.Join(dir, "vigil.env"))
-	if err != nil || !strings.Contains(string(env), "VIGIL_OPERATOR_KEY=") {
+	if err != nil || !strings.Contains(string(env), "VIGIL_OPERATOR_KEY=") || !strings.Contains(string(env), "VIGIL_ADMIN_SOCKET=") {
 		t.Errorf("vigil.env: %v\n%s", err, env)
 	}
 }

@@ -23,6 +23,9 @@ import (
 
 	"github.com/vigil-mesh/vigil/consensus"
 	"github.com/vigil-mesh/vigil/identity"
+	"github.com/vigil-mesh/vigil/node"
+	"github.com/vigil-mesh/vigil/node/agentproto"
+	"github.com/vigil-mesh/vigil/node/config"
 )
 
 type devOptions struct {
@@ -63,13 +66,15 @@ cluster with its registry intact. Stop it with Ctrl-C.`,
 	return cmd
 }
 
-// devNode is one node of the local mesh.
+// devNode is one node of the local mesh: a full daemon (gater, registry, enforcement, agent
+// protocol, admin API, HTTP), as `vigil node` runs it.
 type devNode struct {
-	name string
-	dir  string
-	key  identity.PrivateKey
-	host host.Host
-	node *consensus.Node
+	name   string
+	dir    string
+	key    identity.PrivateKey
+	daemon *node.Node
+	node   *consensus.Node // daemon.Consensus()
+	host   host.Host       // daemon.Host()
 }
 
 func runDev(ctx context.Context, out io.Writer, o devOptions) error {
@@ -118,41 +123,73 @@ func runDev(ctx context.Context, out io.Writer, o devOptions) error {
 		return fmt.Errorf("dev: %w", err)
 	}
 
-	nodes := make([]*devNode, 0, o.nodes)
+	var nodes []*devNode
+	// Nodes that already hold raft state (a restart) start together: one alone cannot win an
+	// election. A new node is admitted by the operator first, since the other nodes' gaters refuse
+	// it until the registry holds it, and then started.
+	nodes = make([]*devNode, o.nodes)
+	started := func() []*devNode {
+		var out []*devNode
+		for _, n := range nodes {
+			if n != nil {
+				out = append(out, n)
+			}
+		}
+		return out
+	}
 	defer func() {
-		for i := len(nodes) - 1; i >= 0; i-- {
-			nodes[i].close()
+		live := started()
+		for i := len(live) - 1; i >= 0; i-- {
+			live[i].close()
 		}
 	}()
-	// Open every node before waiting for a leader: on a restart no node can win an election alone.
 	for i := 1; i <= o.nodes; i++ {
-		n, err := startDevNode(o, i, genesis, genesisBytes, nodes, logger)
+		if i == 1 || hasRaftState(filepath.Join(o.dir, fmt.Sprintf("node-%d", i))) {
+			if nodes[i-1], err = startDevNode(o, i, genesisBytes, nodes[0], logger); err != nil {
+				return err
+			}
+		}
+	}
+	for _, n := range started() {
+		if err := waitDevLeader(ctx, n); err != nil {
+			return err
+		}
+	}
+	for i := 2; i <= o.nodes; i++ {
+		if nodes[i-1] != nil {
+			continue
+		}
+		name := fmt.Sprintf("node-%d", i)
+		key, err := devNodeKey(filepath.Join(o.dir, name))
 		if err != nil {
 			return err
 		}
-		nodes = append(nodes, n)
-	}
-	if err := waitDevLeader(ctx, nodes[0]); err != nil {
-		return err
-	}
-	// New nodes wait in joining mode until an operator admits them.
-	for i, n := range nodes[1:] {
-		if err := admitDevNode(ctx, nodes[0].node, genesis.ClusterID, opKey, n.name, n.key, devAddr(o.basePort, i+2)); err != nil {
+		if err := admitDevNode(ctx, nodes[0].node, genesis.ClusterID, opKey, name, key, devAddr(o.basePort, i)); err != nil {
 			return err
 		}
-	}
-	for _, n := range nodes {
-		if err := waitDevLeader(ctx, n); err != nil {
+		if nodes[i-1], err = startDevNode(o, i, genesisBytes, nodes[0], logger); err != nil {
+			return err
+		}
+		if err := waitDevLeader(ctx, nodes[i-1]); err != nil {
 			return err
 		}
 	}
 	if err := registerDemoAgents(ctx, o, nodes[0].node, genesis.ClusterID, opKey); err != nil {
 		return err
 	}
+	agentHosts, attached, err := connectDemoAgents(ctx, o, nodes)
+	defer func() {
+		for _, h := range agentHosts {
+			h.Close()
+		}
+	}()
+	if err != nil {
+		return err
+	}
 	if err := writeDevEnv(o, nodes); err != nil {
 		return err
 	}
-	printDevStatus(ctx, out, o, nodes)
+	printDevStatus(ctx, out, o, nodes, attached)
 
 	var stopAfter <-chan time.Time // nil: wait for an interrupt
 	if o.runFor > 0 {
@@ -175,11 +212,8 @@ func devAddr(basePort, i int) string {
 	return fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", basePort+10*(i-1))
 }
 
-// startDevNode opens node i; it does not wait for a leader.
-func startDevNode(o devOptions, i int, genesis *identity.Command, genesisBytes []byte,
-	running []*devNode, logger *slog.Logger) (*devNode, error) {
-	name := fmt.Sprintf("node-%d", i)
-	dir := filepath.Join(o.dir, name)
+// devNodeKey loads the node key in dir, or creates it.
+func devNodeKey(dir string) (identity.PrivateKey, error) {
 	keyPath := filepath.Join(dir, "keys", "node.key")
 	key, err := identity.LoadKeyFile(keyPath, identity.RoleNode)
 	if errors.Is(err, os.ErrNotExist) {
@@ -190,7 +224,47 @@ func startDevNode(o devOptions, i int, genesis *identity.Command, genesisBytes [
 		}
 	}
 	if err != nil {
-		return nil, fmt.Errorf("dev: %s: %w", name, err)
+		return identity.PrivateKey{}, fmt.Errorf("dev: %s: %w", filepath.Base(dir), err)
+	}
+	return key, nil
+}
+
+// hasRaftState reports whether the node in dir has been a member before (see consensus).
+func hasRaftState(dir string) bool {
+	_, err := os.Stat(filepath.Join(dir, "raft-state"))
+	return err == nil
+}
+
+// devConfig is node i's configuration: libp2p on base+10(i-1), the admin API one port above,
+// HTTP two above, everything on 127.0.0.1.
+func devConfig(o devOptions, i int, dir string, first *devNode) (config.Config, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return config.Config{}, err
+	}
+	port := o.basePort + 10*(i-1)
+	cfg := config.DefaultConfig()
+	cfg.Node = config.Node{Name: fmt.Sprintf("node-%d", i), Site: "site-1", DataDir: abs}
+	cfg.Listen.Libp2p = []string{devAddr(o.basePort, i)}
+	cfg.Listen.Admin = fmt.Sprintf("127.0.0.1:%d", port+1)
+	cfg.Listen.HTTP = fmt.Sprintf("127.0.0.1:%d", port+2)
+	cfg.Listen.AdminSocket = filepath.Join(abs, "admin.sock")
+	cfg.Auth.Key = filepath.Join(abs, "keys", "node.key")
+	cfg.Genesis = filepath.Join(abs, "genesis.bin")
+	cfg.Log.Level = o.logLevel
+	if i > 1 {
+		cfg.Join = []string{fmt.Sprintf("%s/p2p/%s", devAddr(o.basePort, 1), first.key.ID())}
+	}
+	return cfg, cfg.Validate()
+}
+
+// startDevNode starts node i's daemon; it does not wait for a leader.
+func startDevNode(o devOptions, i int, genesisBytes []byte, first *devNode, logger *slog.Logger) (*devNode, error) {
+	name := fmt.Sprintf("node-%d", i)
+	dir := filepath.Join(o.dir, name)
+	key, err := devNodeKey(dir)
+	if err != nil {
+		return nil, err
 	}
 	// Every node keeps its own copy of the genesis; a copy that differs from node-1's is refused.
 	own, err := os.ReadFile(filepath.Join(dir, "genesis.bin"))
@@ -203,27 +277,15 @@ func startDevNode(o devOptions, i int, genesis *identity.Command, genesisBytes [
 	if !bytes.Equal(own, genesisBytes) {
 		return nil, fmt.Errorf("dev: %s/genesis.bin differs from %s/node-1/genesis.bin: a node must hold its cluster's genesis", dir, o.dir)
 	}
-
-	addr := devAddr(o.basePort, i)
-	h, err := libp2p.New(libp2p.Identity(key.Libp2p()), libp2p.ListenAddrStrings(addr))
+	cfg, err := devConfig(o, i, dir, first)
 	if err != nil {
-		return nil, fmt.Errorf("dev: %s: listen on %s: %w (is another mesh running? try --base-port)", name, addr, err)
-	}
-	cfg := consensus.DefaultConfig()
-	cfg.DataDir, cfg.Key, cfg.Host, cfg.Genesis = dir, key, h, genesis
-	cfg.Logger = logger.With("node", name)
-	if i == 1 {
-		cfg.Bootstrap = true
-	} else {
-		first := running[0]
-		cfg.Join = []peer.AddrInfo{{ID: first.host.ID(), Addrs: first.host.Addrs()}}
-	}
-	n, err := consensus.Open(cfg)
-	if err != nil {
-		h.Close()
 		return nil, fmt.Errorf("dev: %s: %w", name, err)
 	}
-	return &devNode{name: name, dir: dir, key: key, host: h, node: n}, nil
+	d, err := node.Start(cfg, logger.With("node", name))
+	if err != nil {
+		return nil, fmt.Errorf("dev: %s: %w (is another mesh running? try --base-port)", name, err)
+	}
+	return &devNode{name: name, dir: dir, key: key, daemon: d, node: d.Consensus(), host: d.Host()}, nil
 }
 
 // waitDevLeader waits until n knows a leader and its replica holds the genesis: a leader is
@@ -248,10 +310,7 @@ func waitDevLeader(ctx context.Context, n *devNode) error {
 	}
 }
 
-func (d *devNode) close() {
-	d.node.Close()
-	d.host.Close()
-}
+func (d *devNode) close() { d.daemon.Close() }
 
 // admitDevNode proposes an operator-signed admission for a node the registry does not hold yet.
 func admitDevNode(ctx context.Context, via *consensus.Node, cluster identity.ClusterID, opKey identity.PrivateKey,
@@ -322,6 +381,44 @@ func proposeSigned(ctx context.Context, via *consensus.Node, cluster identity.Cl
 	return nil
 }
 
+// connectDemoAgents attaches every active demo agent to a node (round robin) from its own libp2p host,
+// answering the node's re-verification challenges, as an agent would. It returns the hosts (to close
+// on exit) and, per agent name, the node it is attached to.
+func connectDemoAgents(ctx context.Context, o devOptions, nodes []*devNode) ([]host.Host, map[string]string, error) {
+	var hosts []host.Host
+	attached := map[string]string{}
+	for i := 1; i <= o.agents; i++ {
+		name := fmt.Sprintf("demo-agent-%d", i)
+		active := false
+		nodes[0].node.Read(func(r *identity.Registry) {
+			a, ok := r.Agent(name)
+			active = ok && a.StatusAt(time.Now()) == identity.StatusActive
+		})
+		if !active {
+			continue // revoked, quarantined or expired, as an operator left it: the gaters refuse it
+		}
+		key, err := identity.LoadKeyFile(filepath.Join(o.dir, "agents", name+".key"), identity.RoleAgent)
+		if err != nil {
+			return hosts, attached, fmt.Errorf("dev: %w", err)
+		}
+		h, err := libp2p.New(libp2p.Identity(key.Libp2p()), libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"))
+		if err != nil {
+			return hosts, attached, fmt.Errorf("dev: %s: %w", name, err)
+		}
+		hosts = append(hosts, h)
+		agentproto.ServeReverify(h, key)
+		n := nodes[(i-1)%len(nodes)]
+		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		_, err = agentproto.Attach(actx, h, peer.AddrInfo{ID: n.host.ID(), Addrs: n.host.Addrs()})
+		cancel()
+		if err != nil {
+			return hosts, attached, fmt.Errorf("dev: attach %s to %s: %w", name, n.name, err)
+		}
+		attached[name] = n.name
+	}
+	return hosts, attached, nil
+}
+
 // writeDevEnv writes DIR/vigil.env: the exports that point the CLI at this mesh.
 func writeDevEnv(o devOptions, nodes []*devNode) error {
 	abs, err := filepath.Abs(o.dir)
@@ -332,12 +429,14 @@ func writeDevEnv(o devOptions, nodes []*devNode) error {
 	for _, n := range nodes {
 		addrs = append(addrs, fmt.Sprintf("%s/p2p/%s", devAddr(o.basePort, len(addrs)+1), n.host.ID()))
 	}
-	env := fmt.Sprintf("export VIGIL_DEV_DIR=%q\nexport VIGIL_OPERATOR_KEY=%q\nexport VIGIL_NODES=%q\n",
-		abs, filepath.Join(abs, "node-1", "keys", "operator-1.key"), strings.Join(addrs, ","))
+	env := fmt.Sprintf("export VIGIL_DEV_DIR=%q\nexport VIGIL_OPERATOR_KEY=%q\nexport VIGIL_NODES=%q\n"+
+		"export VIGIL_ADMIN_SOCKET=%q\nexport VIGIL_ADMIN_ADDR=%q\nexport VIGIL_NODE_ID=%q\n",
+		abs, filepath.Join(abs, "node-1", "keys", "operator-1.key"), strings.Join(addrs, ","),
+		filepath.Join(abs, "node-1", "admin.sock"), fmt.Sprintf("127.0.0.1:%d", o.basePort+1), nodes[0].key.ID())
 	return os.WriteFile(filepath.Join(o.dir, "vigil.env"), []byte(env), 0o644)
 }
 
-func printDevStatus(ctx context.Context, out io.Writer, o devOptions, nodes []*devNode) {
+func printDevStatus(ctx context.Context, out io.Writer, o devOptions, nodes []*devNode, attached map[string]string) {
 	// Let every replica catch up with the leader first, so the table shows one registry.
 	target := nodes[0].node.AppliedIndex()
 	for _, n := range nodes {
@@ -349,18 +448,19 @@ func printDevStatus(ctx context.Context, out io.Writer, o devOptions, nodes []*d
 	}
 	cancel()
 	tw := tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NODE\tID\tADDRESS\tRAFT\tAPPLIED")
+	fmt.Fprintln(tw, "NODE\tID\tADDRESS\tRAFT\tAPPLIED\tMETRICS")
 	for i, n := range nodes {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\n", n.name, n.key.ID(), devAddr(o.basePort, i+1), n.node.State(), n.node.AppliedIndex())
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\thttp://%s/metrics\n", n.name, n.key.ID(), devAddr(o.basePort, i+1),
+			n.node.State(), n.node.AppliedIndex(), n.daemon.HTTPAddr())
 	}
 	tw.Flush()
 	fmt.Fprintln(out)
 	tw = tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "AGENT\tID\tSPIFFE ID\tSTATUS")
+	fmt.Fprintln(tw, "AGENT\tID\tSPIFFE ID\tSTATUS\tCONNECTED TO")
 	last := nodes[len(nodes)-1]
 	err := last.node.ConsistentRead(ctx, func(r *identity.Registry) {
 		for _, a := range r.Agents() {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", a.Name, a.ID, a.SPIFFE, a.StatusAt(time.Now()))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", a.Name, a.ID, a.SPIFFE, a.StatusAt(time.Now()), attached[a.Name])
 		}
 	})
 	tw.Flush()
@@ -368,5 +468,12 @@ func printDevStatus(ctx context.Context, out io.Writer, o devOptions, nodes []*d
 		fmt.Fprintf(out, "reading the registry from %s: %v\n", last.name, err)
 	}
 	fmt.Fprintf(out, "\nthe agents above were read from %s's own replica (a consistent read)\n", last.name)
-	fmt.Fprintf(out, "data in %s; exports for the CLI in %s/vigil.env; Ctrl-C stops the mesh\n", o.dir, o.dir)
+	fmt.Fprintf(out, "data in %s; Ctrl-C stops the mesh. In another shell:\n", o.dir)
+	fmt.Fprintf(out, "  source %s/vigil.env\n  ./bin/vigil members\n  ./bin/vigil agent list\n", o.dir)
+	for i := 1; i <= o.agents; i++ {
+		if name := fmt.Sprintf("demo-agent-%d", i); attached[name] != "" {
+			fmt.Fprintf(out, "  ./bin/vigil agent revoke %s --reason test   # cut off on every node at once\n", name)
+			break
+		}
+	}
 }
