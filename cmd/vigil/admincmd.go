@@ -327,15 +327,16 @@ func newAgentShowCmd() *cobra.Command {
 	return cmd
 }
 
-// signAndSend builds a command for p in the node's cluster, signs it with the operator key and
-// sends it with send. It prints the applied index and audit seq.
+// signAndSend dials the node (which checks the connection flags), builds a command for p in the
+// node's cluster, signs it with the operator key and sends it with send. It prints the applied
+// index and audit seq.
 func signAndSend(cmd *cobra.Command, f *adminFlags, what string, p identity.Payload,
 	send sendFunc) error {
-	key, err := f.operatorKey()
+	c, err := f.dial()
 	if err != nil {
 		return err
 	}
-	c, err := f.dial()
+	key, err := f.operatorKey()
 	if err != nil {
 		return err
 	}
@@ -380,9 +381,6 @@ must be renewed. The command is signed with your operator key.`,
       --capability send:planner-2 --ttl 720h`,
 		Args: adminArgs(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := f.validate(); err != nil {
-				return err
-			}
 			if err := identity.ValidateName(args[0]); err != nil {
 				return usagef("NAME: %v", err)
 			}
@@ -426,9 +424,6 @@ func newAgentRevokeCmd() *cobra.Command {
 		Example: `  vigil agent revoke planner-1 --reason "key leaked"`,
 		Args:    adminArgs(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := f.validate(); err != nil {
-				return err
-			}
 			if err := identity.ValidateName(args[0]); err != nil {
 				return usagef("NAME: %v", err)
 			}

@@ -31,9 +31,6 @@ the Raft leader adds the node to the Raft configuration, as a voter unless --non
   vigil members admit depot-2 --node-id 12D3KooW… --site depot --addr /ip4/10.0.0.6/tcp/7400`,
 		Args: adminArgs(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := f.validate(); err != nil {
-				return err
-			}
 			if err := identity.ValidateName(args[0]); err != nil {
 				return usagef("NAME: %v", err)
 			}
@@ -67,9 +64,6 @@ func newMembersRemoveCmd() *cobra.Command {
 		Example: `  vigil members remove depot-2`,
 		Args:    adminArgs(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := f.validate(); err != nil {
-				return err
-			}
 			return signAndSend(cmd, f, "members remove", &identity.RemoveNode{Name: args[0]},
 				client.Client.RemoveNode)
 		},
@@ -88,9 +82,6 @@ func newAgentStatusCmds() []*cobra.Command {
 			Use: use + " NAME", Short: short, Example: example,
 			Args: adminArgs(cobra.ExactArgs(1)),
 			RunE: func(cmd *cobra.Command, args []string) error {
-				if err := f.validate(); err != nil {
-					return err
-				}
 				if err := identity.ValidateName(args[0]); err != nil {
 					return usagef("NAME: %v", err)
 				}
