@@ -5,6 +5,8 @@ import (
 	"math"
 	"slices"
 	"time"
+
+	"github.com/vigil-mesh/vigil/identity/policy"
 )
 
 // mOfN reports whether a command needs Threshold distinct operator signatures.
@@ -497,6 +499,10 @@ func (r *Registry) applySetPolicy(p *SetPolicy) (effect, error) {
 	}
 	if len(p.Document) > MaxPolicySize {
 		return effect{}, invalidf("document", "%d bytes, max %d", len(p.Document), MaxPolicySize)
+	}
+	// Every replica parses the same bytes with the same pure parser, so all refuse alike.
+	if _, err := policy.Parse(p.Document); err != nil {
+		return effect{}, invalidf("document", "%v", err)
 	}
 	r.policyVersion, r.policyDoc = p.Version, slices.Clone(p.Document)
 	return effect{nil, fmt.Sprintf("policy version %d (%d bytes)", p.Version, len(p.Document))}, nil

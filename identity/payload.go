@@ -111,7 +111,7 @@ type (
 	RemoveNode     struct{ Name string }            //
 	SetPolicy      struct {                         //
 		Version  uint64 // must be the current version + 1
-		Document []byte // YAML, opaque here, at most MaxPolicySize bytes
+		Document []byte // YAML that policy.Parse accepts (empty: the defaults), at most MaxPolicySize bytes
 	}
 	SetAutomatedResponse struct{ Enabled bool } // disabling is M-of-N, enabling needs one operator
 	// AutoRevokeAgent is an automated revocation: signed only by admitted nodes, at least

@@ -72,7 +72,7 @@ func randomSequence(t testing.TB, seed uint64, n int) []step {
 				p = &RemoveNode{Name: fmt.Sprintf("node%d", i)}
 			}
 		case 13:
-			p = &SetPolicy{Version: uint64(rng.IntN(4)), Document: []byte("v")}
+			p = &SetPolicy{Version: uint64(rng.IntN(4)), Document: [][]byte{[]byte("v"), []byte("response:\n  revoke_quorum: 3\n")}[rng.IntN(2)]}
 		case 14:
 			p = &SetAutomatedResponse{Enabled: rng.IntN(2) == 0}
 		case 15:

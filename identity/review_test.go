@@ -2,6 +2,7 @@ package identity
 
 import (
 	"bytes"
+	"fmt"
 	"math/big"
 	"testing"
 	"time"
@@ -187,7 +188,7 @@ func TestReviewVerifiedPayloadImmutable(t *testing.T) {
 // leader (in-memory) and followers (decoded) would decide differently. Verify refuses it.
 func TestReviewVerifyRefusesUnencodableIssuedAt(t *testing.T) {
 	f := newFixture(t, 503, 1, 1)
-	c := f.cmd(&SetPolicy{Version: 1, Document: []byte("x")})
+	c := f.cmd(&SetPolicy{Version: 1, Document: []byte("response: {dry_run: true}\n")})
 	c.IssuedAt = time.Unix(t0.Unix()+1<<55, 0).UTC() // UnixNano wraps to t0's
 	if timeToWire(c.IssuedAt) != timeToWire(t0) {
 		t.Fatal("premise: the wrapped time should encode as t0")
@@ -258,7 +259,7 @@ func TestReviewRejectionsChangeNothing(t *testing.T) {
 	removedOp := mustKey(t, f.rnd)
 	f.mustApply(&AddOperator{Operator: OperatorEntry{Name: "opx", Key: removedOp.Public()}}, f.ops[0], f.ops[1])
 	f.mustApply(&RemoveOperator{Name: "opx"}, f.ops[0], f.ops[1])
-	applied := f.cmd(&SetPolicy{Version: 1, Document: []byte("a")}, f.ops[0])
+	applied := f.cmd(&SetPolicy{Version: 1, Document: []byte("response: {dry_run: true}\n")}, f.ops[0])
 	if err := f.applyCmd(applied); err != nil {
 		t.Fatal(err)
 	}
@@ -405,7 +406,7 @@ func TestReviewSnapshotRestoreApply(t *testing.T) {
 			p = &RegisterAgent{Name: "a" + string(rune('a'+i)), Key: mustKey(t, f.rnd).Public(), ExpiresAt: now.Add(48 * time.Hour)}
 		} else {
 			version++
-			p = &SetPolicy{Version: version, Document: []byte{byte(i)}}
+			p = &SetPolicy{Version: version, Document: fmt.Appendf(nil, "response:\n  escalate_after: %d\n", i+1)}
 		}
 		cmds, nows = append(cmds, f.cmd(p, f.ops[i%2])), append(nows, now)
 	}

@@ -59,7 +59,7 @@ func TestSingleOperatorOps(t *testing.T) {
 		&RotateAgentKey{Name: "a1", NewKey: mustKey(t, f.rnd).Public()},
 		&AdmitNode{Node: NodeEntry{Name: "node-2", Key: nk.Public(), Site: "site-b", Addrs: []string{"/ip4/127.0.0.1/udp/7400/quic-v1"}}},
 		&RemoveNode{Name: "node-2"},
-		&SetPolicy{Version: 1, Document: []byte("a: 1")},
+		&SetPolicy{Version: 1, Document: []byte("response: {dry_run: true}\n")},
 		&RevokeAgent{Name: "a1", Reason: "done"},
 	}
 	for _, p := range steps {
@@ -237,10 +237,20 @@ func TestNodesAndPolicy(t *testing.T) {
 	wantErr(t, f.apply(&AdmitNode{Node: NodeEntry{Name: "n2", Key: nk.Public()}}, f.ops[0]), ErrRevokedKey)
 
 	wantErr(t, f.apply(&SetPolicy{Version: 2, Document: []byte("x")}, f.ops[0]), ErrVersionConflict)
-	f.mustApply(&SetPolicy{Version: 1, Document: []byte("x: 1")}, f.ops[0])
+	f.mustApply(&SetPolicy{Version: 1, Document: []byte("response: {dry_run: true}\n")}, f.ops[0])
 	wantErr(t, f.apply(&SetPolicy{Version: 1, Document: []byte("y")}, f.ops[0]), ErrVersionConflict)
-	if v, d := f.reg.Policy(); v != 1 || string(d) != "x: 1" {
+	if v, d := f.reg.Policy(); v != 1 || string(d) != "response: {dry_run: true}\n" {
 		t.Fatal("policy")
+	}
+	// An invalid document is refused by the registry itself, naming the line and key, and
+	// changes nothing (not the version, not the document).
+	bad := f.apply(&SetPolicy{Version: 2, Document: []byte("monitoring:\n  enabled: false\n")}, f.ops[0])
+	wantErr(t, bad, ErrInvalid)
+	if !strings.Contains(bad.Error(), "line 2: monitoring.enabled") {
+		t.Fatalf("error does not name the line and key: %v", bad)
+	}
+	if v, d := f.reg.Policy(); v != 1 || string(d) != "response: {dry_run: true}\n" {
+		t.Fatal("refused policy changed the registry")
 	}
 	if _, _, ok := f.reg.Principal(mustKey(t, f.rnd).ID(), f.now); ok {
 		t.Fatal("unknown key admitted")
