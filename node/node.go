@@ -169,6 +169,7 @@ func (n *Node) consensusNode() *consensus.Node { return n.cons.Load() }
 func (n *Node) serveAdmin(cons *consensus.Node) error {
 	ac := admin.DefaultConfig()
 	ac.Key, ac.Logger = n.key, n.log
+	ac.Metrics = n.metrics.reg
 	n.admin = admin.NewServer(cons, ac)
 	n.closers = append(n.closers, n.admin.Close)
 	ln, err := net.Listen("tcp", n.cfg.Listen.Admin)

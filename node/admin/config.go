@@ -4,6 +4,8 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/vigil-mesh/vigil/identity"
 )
 
@@ -41,6 +43,10 @@ type Config struct {
 	ReadHeaderTimeout time.Duration
 	// IdleTimeout closes idle keep-alive connections. Default 2 min.
 	IdleTimeout time.Duration
+
+	// Metrics, when set, receives vigil_admin_calls_total{method,code} and
+	// vigil_admin_call_duration_seconds{method}. Default nil: no metrics.
+	Metrics prometheus.Registerer
 }
 
 // DefaultConfig returns the defaults documented on Config; the caller sets Key to serve TLS.

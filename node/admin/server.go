@@ -58,15 +58,26 @@ type Server struct {
 // reported by ServeTLS and ServeUnix (and Handler answers every call with Internal).
 func NewServer(b Backend, cfg Config) *Server {
 	s := &Server{b: b, cfg: cfg, cfgErr: cfg.Validate()}
+	var interceptors []connect.Interceptor
+	if s.cfgErr == nil && cfg.Metrics != nil {
+		m, err := newCallMetrics(cfg.Metrics)
+		if err != nil {
+			s.cfgErr = errf(ErrInvalidConfig, "metrics: %v", err)
+		} else {
+			// Outermost, so calls that authorisation denies are counted too.
+			interceptors = append(interceptors, connect.UnaryInterceptorFunc(m.interceptor))
+		}
+	}
 	if s.cfgErr != nil {
 		s.h = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 			http.Error(w, s.cfgErr.Error(), http.StatusInternalServerError)
 		})
 		return s
 	}
+	interceptors = append(interceptors, connect.UnaryInterceptorFunc(s.authorize))
 	_, h := adminv1connect.NewAdminServiceHandler(&service{s: s},
 		connect.WithReadMaxBytes(cfg.MaxRequestBytes),
-		connect.WithInterceptors(connect.UnaryInterceptorFunc(s.authorize)),
+		connect.WithInterceptors(interceptors...),
 	)
 	s.h = h
 	return s

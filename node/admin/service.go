@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"math"
 	"strings"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/vigil-mesh/vigil/identity"
+	"github.com/vigil-mesh/vigil/identity/policy"
 	"github.com/vigil-mesh/vigil/node/admin/adminv1"
 	"github.com/vigil-mesh/vigil/node/admin/adminv1/adminv1connect"
 )
@@ -377,5 +379,30 @@ func (v *service) SetRevokeQuorum(ctx context.Context, r *connect.Request[adminv
 	return v.write(ctx, "SetRevokeQuorum", identity.KindSetRevokeQuorum, r)
 }
 func (v *service) ApplyPolicy(ctx context.Context, r *connect.Request[adminv1.SignedCommand]) (*connect.Response[adminv1.WriteResponse], error) {
-	return v.write(ctx, "ApplyPolicy", identity.KindSetPolicy, r)
+	resp, err := v.write(ctx, "ApplyPolicy", identity.KindSetPolicy, r)
+	var ce *connect.Error
+	if err == nil || !errors.As(err, &ce) || ce.Code() != connect.CodeInvalidArgument {
+		return resp, err
+	}
+	// The registry refused the document: add one ErrorDetail per problem (line, key, message),
+	// so a client can show each without parsing the message.
+	cmd, derr := identity.DecodeCommand(r.Msg.Command)
+	if derr != nil {
+		return nil, err
+	}
+	p, derr := cmd.DecodePayload()
+	sp, ok := p.(*identity.SetPolicy)
+	if derr != nil || !ok {
+		return nil, err
+	}
+	var fes policy.Errors
+	if _, perr := policy.Parse(sp.Document); !errors.As(perr, &fes) {
+		return nil, err
+	}
+	for _, fe := range fes {
+		if d, derr := connect.NewErrorDetail(&adminv1.ErrorDetail{Code: "policy", Reason: fe.Error()}); derr == nil {
+			ce.AddDetail(d)
+		}
+	}
+	return nil, ce
 }

@@ -263,3 +263,33 @@ func TestReadValidation(t *testing.T) {
 		t.Fatalf("unknown agent: %v", err)
 	}
 }
+
+// TestApplyPolicyFieldErrors: an invalid policy document is refused with InvalidArgument, one
+// ErrorDetail per problem naming its line and key, and the policy does not change.
+func TestApplyPolicyFieldErrors(t *testing.T) {
+	e := newEnv(t)
+	c := client.DialUnix(e.sock)
+	before := e.hash()
+	doc := "monitoring:\n  enabled: false\nresponse:\n  revoke_quorum: 0\n"
+	err := call(ctxT(t), c, "ApplyPolicy", e.signed(&identity.SetPolicy{Version: 1, Document: []byte(doc)}, e.ops[0]).Encode())
+	if connect.CodeOf(err) != connect.CodeInvalidArgument || client.Code(err) != "invalid" {
+		t.Fatalf("code %v / %q: %v", connect.CodeOf(err), client.Code(err), err)
+	}
+	var ce *connect.Error
+	if !errors.As(err, &ce) {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, d := range ce.Details() {
+		m, derr := d.Value()
+		if ed, ok := m.(*adminv1.ErrorDetail); derr == nil && ok && ed.Code == "policy" {
+			got = append(got, ed.Reason)
+		}
+	}
+	if len(got) != 2 || !strings.HasPrefix(got[0], "line 2: monitoring.enabled:") || !strings.HasPrefix(got[1], "line 4: response.revoke_quorum:") {
+		t.Fatalf("policy details = %q", got)
+	}
+	if e.hash() != before {
+		t.Fatal("a refused policy changed the registry")
+	}
+}
