@@ -20,6 +20,10 @@ func mOfN(p Payload) bool {
 	return false
 }
 
+// NeedsThreshold reports whether the registry requires the operator threshold M of distinct
+// operator signatures on a command carrying p (M-of-N); other operator commands need one.
+func NeedsThreshold(p Payload) bool { return mOfN(p) }
+
 // effect is what a successful kind rule reports for the audit history.
 type effect struct {
 	subjects []subject

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -35,6 +36,7 @@ const (
 type adminFlags struct {
 	node, nodeID, key, socket, output string
 	consistent                        bool
+	out                               string // writes: sign and write an approval file instead of sending
 }
 
 func (f *adminFlags) register(cmd *cobra.Command, reads bool) {
@@ -46,6 +48,8 @@ func (f *adminFlags) register(cmd *cobra.Command, reads bool) {
 	p.StringVarP(&f.output, "output", "o", "table", "output format: table or json")
 	if reads {
 		p.BoolVar(&f.consistent, "consistent", false, "linearizable read through the leader instead of the node's local view")
+	} else if cmd.Name() != "approve" && cmd.Name() != "submit" {
+		p.StringVar(&f.out, "out", "", "sign the command and write it to this approval file instead of sending it (M-of-N: see vigil approve)")
 	}
 }
 
@@ -224,6 +228,7 @@ with your operator key (--key); the node never sees the key.`,
 	}
 	cmd.AddCommand(newAgentListCmd(), newAgentShowCmd(), newAgentRegisterCmd(), newAgentRevokeCmd())
 	cmd.AddCommand(newAgentStatusCmds()...)
+	cmd.AddCommand(newAgentRotateKeyCmd(), newAgentReinstateCmd())
 	return cmd
 }
 
@@ -340,23 +345,40 @@ func signAndSend(cmd *cobra.Command, f *adminFlags, what string, p identity.Payl
 	if err != nil {
 		return err
 	}
-	ctx, cancel := adminCtx(cmd)
-	defer cancel()
-	st, err := c.Status(ctx, connect.NewRequest(&adminv1.StatusRequest{}))
+	view, err := fetchClusterView(cmd, c, what)
 	if err != nil {
-		return adminCall(what, err)
+		return err
 	}
-	cid, err := identity.ParseClusterID(st.Msg.ClusterId)
-	if err != nil {
-		return fmt.Errorf("%s: the node reports no cluster id (%q): %w", what, st.Msg.ClusterId, err)
-	}
-	command, err := identity.NewCommand(cid, p, time.Now(), rand.Reader)
+	command, err := identity.NewCommand(view.cluster, p, time.Now(), rand.Reader)
 	if err != nil {
 		return usageError{fmt.Errorf("%s: %w", what, err)}
 	}
 	command.Sign(key)
+	if f.out != "" {
+		a, err := writeApprovalFile(f.out, command)
+		if err != nil {
+			return fmt.Errorf("%s: --out: %w", what, err)
+		}
+		if f.output == "json" {
+			return json.NewEncoder(cmd.OutOrStdout()).Encode(a)
+		}
+		need := view.needed(p)
+		fmt.Fprintf(cmd.OutOrStdout(), "%s: signed (1 of %d signatures needed) and written to %s, valid until %s\n",
+			what, need, f.out, a.ExpiresAt.Format(time.RFC3339))
+		if need > 1 {
+			fmt.Fprintf(cmd.OutOrStdout(), "next: other operators run 'vigil approve %s', then 'vigil submit %s'\n", f.out, f.out)
+		} else {
+			fmt.Fprintf(cmd.OutOrStdout(), "next: 'vigil submit %s'\n", f.out)
+		}
+		return nil
+	}
+	ctx, cancel := adminCtx(cmd)
+	defer cancel()
 	resp, err := send(c, ctx, connect.NewRequest(&adminv1.SignedCommand{Command: command.Encode()}))
 	if err != nil {
+		if client.Code(err) == "insufficient_signatures" {
+			return fmt.Errorf("%s: %w; %s", what, err, mOfNHint(view.needed(p)))
+		}
 		return adminCall(what, err)
 	}
 	if f.output == "json" {
