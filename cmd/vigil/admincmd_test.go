@@ -48,17 +48,34 @@ func runAdmin(t *testing.T, args ...string) (string, int) {
 // writes the operator key to a file. It returns the TLS address, node ID, key path and socket.
 func adminNode(t *testing.T) (addr, nodeID, keyPath, sock string) {
 	t.Helper()
+	addr, nodeID, keys, sock := adminCluster(t, []string{"alice"}, 1)
+	return addr, nodeID, keys[0], sock
+}
+
+// adminCluster is adminNode with the named operators (key files returned in that order) and
+// threshold M; the first operator signs the genesis alone.
+func adminCluster(t *testing.T, names []string, m int) (addr, nodeID string, keyPaths []string, sock string) {
+	t.Helper()
 	dir := t.TempDir()
-	op, err := identity.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
+	var ops []identity.OperatorEntry
+	var op identity.PrivateKey
+	for i, name := range names {
+		k, err := identity.GenerateKey(rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := filepath.Join(dir, name+".key")
+		if err := identity.WriteKeyFile(p, identity.RoleOperator, k); err != nil {
+			t.Fatal(err)
+		}
+		keyPaths = append(keyPaths, p)
+		ops = append(ops, identity.OperatorEntry{Name: name, Key: k.Public()})
+		if i == 0 {
+			op = k
+		}
 	}
 	nodeKey, err := identity.GenerateKey(rand.Reader)
 	if err != nil {
-		t.Fatal(err)
-	}
-	keyPath = filepath.Join(dir, "op.key")
-	if err := identity.WriteKeyFile(keyPath, identity.RoleOperator, op); err != nil {
 		t.Fatal(err)
 	}
 	h, err := libp2p.New(libp2p.Identity(nodeKey.Libp2p()), libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"), libp2p.DisableRelay())
@@ -70,13 +87,22 @@ func adminNode(t *testing.T) (addr, nodeID, keyPath, sock string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g, err := identity.NewCommand(cid, &identity.Genesis{ClusterID: cid, TrustDomain: "cli.test", Threshold: 1,
-		Operators: []identity.OperatorEntry{{Name: "alice", Key: op.Public()}},
+	g, err := identity.NewCommand(cid, &identity.Genesis{ClusterID: cid, TrustDomain: "cli.test", Threshold: m,
+		Operators: ops,
 		Nodes:     []identity.NodeEntry{{Name: "n1", Key: nodeKey.Public(), Voter: true, Site: "s1"}}}, time.Now(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
 	g.Sign(op)
+	if m > 1 { // genesis needs M of its operators too
+		for _, kp := range keyPaths[1:m] {
+			k, err := identity.LoadKeyFile(kp, identity.RoleOperator)
+			if err != nil {
+				t.Fatal(err)
+			}
+			g.Sign(k)
+		}
+	}
 	cfg := consensus.DefaultConfig()
 	cfg.DataDir, cfg.Key, cfg.Host, cfg.Genesis, cfg.Bootstrap = filepath.Join(dir, "data"), nodeKey, h, g, true
 	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -112,7 +138,7 @@ func adminNode(t *testing.T) (addr, nodeID, keyPath, sock string) {
 	if err := srv.ServeUnix(sock); err != nil {
 		t.Fatal(err)
 	}
-	return ln.Addr().String(), nodeKey.ID().String(), keyPath, sock
+	return ln.Addr().String(), nodeKey.ID().String(), keyPaths, sock
 }
 
 func TestAdminCommands(t *testing.T) {

@@ -406,4 +406,3 @@ no signature and needs no operator key on the Unix socket.`,
 	f.register(cmd, false)
 	return cmd
 }
-

@@ -413,11 +413,24 @@ signers and subjects. --since and --until take an RFC 3339 time or a duration ag
 			if f.output == "json" {
 				return printJSON(cmd.OutOrStdout(), all)
 			}
+			// Signers are peer IDs; show the current operators by name.
+			names := map[string]string{}
+			if ops, err := c.ListOperators(ctx, connect.NewRequest(&adminv1.ListOperatorsRequest{})); err == nil {
+				for _, o := range ops.Msg.Operators {
+					names[o.Id] = o.Name
+				}
+			}
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "SEQ\tTIME\tKIND\tSIGNERS\tSUBJECTS\tDETAIL")
 			for _, e := range all.Entries {
+				signers := make([]string, len(e.Signers))
+				for i, s := range e.Signers {
+					if signers[i] = s; names[s] != "" {
+						signers[i] = names[s]
+					}
+				}
 				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", e.Seq, e.Time.AsTime().UTC().Format(time.RFC3339), e.Kind,
-					strings.Join(e.Signers, ","), strings.Join(e.Subjects, ","), e.Detail)
+					strings.Join(signers, ","), strings.Join(e.Subjects, ","), e.Detail)
 			}
 			return tw.Flush()
 		},
