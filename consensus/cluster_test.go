@@ -453,3 +453,62 @@ func mustPropose(t testing.TB, n *Node, cmd *identity.Command) ApplyResult {
 	t.Fatal("propose: no outcome after 4 attempts")
 	return ApplyResult{}
 }
+
+// TestMembersLastHeard: the leader hears every follower (heartbeat responses), a follower hears
+// the leader, a node never reports itself, and a stopped follower's time stops advancing.
+func TestMembersLastHeard(t *testing.T) {
+	c := newTestCluster(t, 3, 1)
+	var ld *testNode
+	c.waitFor("a leader hearing both followers", func() bool {
+		if ld = c.leader(); ld == nil {
+			return false
+		}
+		ms, err := ld.node.Members()
+		if err != nil || len(ms) != 3 {
+			return false
+		}
+		for _, m := range ms {
+			if m.ID != ld.host.ID() && (m.LastHeard.IsZero() || time.Since(m.LastHeard) > time.Second) {
+				return false
+			}
+		}
+		return true
+	})
+	ms, _ := ld.node.Members()
+	for _, m := range ms {
+		if m.ID == ld.host.ID() && !m.LastHeard.IsZero() {
+			t.Fatalf("the leader reports hearing itself at %v", m.LastHeard)
+		}
+	}
+	f := c.follower()
+	c.waitFor("a follower hearing the leader", func() bool {
+		ms, err := f.node.Members()
+		if err != nil {
+			return false
+		}
+		for _, m := range ms {
+			if m.ID == ld.host.ID() {
+				return !m.LastHeard.IsZero() && time.Since(m.LastHeard) < time.Second
+			}
+		}
+		return false
+	})
+
+	stopped := f.host.ID()
+	if err := f.node.Close(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1500 * time.Millisecond)
+	ms, err := ld.node.Members()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range ms {
+		switch {
+		case m.ID == stopped && time.Since(m.LastHeard) < time.Second:
+			t.Fatalf("stopped follower last heard %v ago", time.Since(m.LastHeard))
+		case m.ID != stopped && m.ID != ld.host.ID() && time.Since(m.LastHeard) > time.Second:
+			t.Fatalf("live follower last heard %v ago", time.Since(m.LastHeard))
+		}
+	}
+}

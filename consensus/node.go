@@ -332,6 +332,10 @@ type Member struct {
 	ID       peer.ID
 	Address  raft.ServerAddress
 	Suffrage raft.ServerSuffrage
+	// LastHeard is when this node last received raft bytes from the member (the transport's
+	// StreamLayer.LastHeard): zero when never since start, for this node itself, or when a
+	// custom Config.Transport replaces the libp2p one.
+	LastHeard time.Time
 }
 
 // Members returns the latest raft configuration.
@@ -346,7 +350,11 @@ func (n *Node) Members() ([]Member, error) {
 		if err != nil {
 			continue
 		}
-		out = append(out, Member{ID: p, Address: s.Address, Suffrage: s.Suffrage})
+		m := Member{ID: p, Address: s.Address, Suffrage: s.Suffrage}
+		if n.layer != nil && p != n.h.ID() {
+			m.LastHeard = n.layer.LastHeard(p)
+		}
+		out = append(out, m)
 	}
 	return out, nil
 }

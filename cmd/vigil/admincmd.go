@@ -194,8 +194,12 @@ func newMembersCmd() *cobra.Command {
 			if f.output == "json" {
 				return printJSON(cmd.OutOrStdout(), resp.Msg)
 			}
+			self := ""
+			if st, err := c.Status(ctx, connect.NewRequest(&adminv1.StatusRequest{})); err == nil {
+				self = st.Msg.NodeId
+			}
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "NAME\tID\tSITE\tRAFT\tLEADER")
+			fmt.Fprintln(tw, "NAME\tID\tSITE\tRAFT\tLEADER\tLAST CONTACT")
 			for _, m := range resp.Msg.Members {
 				raftRole := m.Suffrage
 				if !m.InRaft {
@@ -205,7 +209,7 @@ func newMembersCmd() *cobra.Command {
 				if m.Leader {
 					leader = "*"
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", m.Name, m.Id, m.Site, raftRole, leader)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", m.Name, m.Id, m.Site, raftRole, leader, lastContact(m, self))
 			}
 			return tw.Flush()
 		},
@@ -213,6 +217,17 @@ func newMembersCmd() *cobra.Command {
 	f.register(cmd, true)
 	cmd.AddCommand(newMembersAdmitCmd(), newMembersRemoveCmd())
 	return cmd
+}
+
+// lastContact renders a member's last contact as seen by the node that answered (self).
+func lastContact(m *adminv1.Member, self string) string {
+	switch {
+	case m.Id == self:
+		return "(this node)"
+	case m.LastContactMs < 0:
+		return "unknown"
+	}
+	return (time.Duration(m.LastContactMs) * time.Millisecond).String() + " ago"
 }
 
 func newAgentCmd() *cobra.Command {

@@ -301,3 +301,22 @@ func TestCompletion(t *testing.T) {
 		must(t, exitOK, out, code, "vigil")
 	}
 }
+
+func TestMembersLastContact(t *testing.T) {
+	_, _, keys, sock := adminCluster(t, []string{"alice"}, 1)
+	out, code := runAdmin(t, "members", "--socket", sock)
+	must(t, exitOK, out, code, "LAST CONTACT", "(this node)")
+	out, code = runAdmin(t, "members", "-o", "json", "--socket", sock)
+	must(t, exitOK, out, code, `"lastContactMs": "0"`)
+	// A node admitted but never started: never heard from, so "unknown", not a made-up time.
+	out, code = runAdmin(t, "members", "admit", "ghost", "--node-id", newID(t), "--non-voter",
+		"--addr", "/ip4/127.0.0.1/tcp/9", "--socket", sock, "--key", keys[0])
+	must(t, exitOK, out, code)
+	out, code = runAdmin(t, "members", "--socket", sock)
+	must(t, exitOK, out, code, "ghost")
+	for _, line := range strings.Split(out, "\n") {
+		if strings.HasPrefix(line, "ghost") && !strings.HasSuffix(strings.TrimSpace(line), "unknown") {
+			t.Fatalf("ghost's last contact: %q", line)
+		}
+	}
+}

@@ -3,6 +3,7 @@ package transport
 import (
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -37,6 +38,7 @@ type conn struct {
 	layer *StreamLayer
 	peer  peer.ID
 	once  sync.Once
+	heard *atomic.Int64 // the layer's last-heard time of peer; set by track before any Read
 }
 
 var _ net.Conn = (*conn)(nil)
@@ -51,7 +53,14 @@ func (c *conn) RemoteAddr() net.Addr {
 	return connAddr(sc.RemotePeer(), sc.RemoteMultiaddr())
 }
 
-func (c *conn) Read(p []byte) (int, error)         { return c.st.Read(p) }
+func (c *conn) Read(p []byte) (int, error) {
+	n, err := c.st.Read(p)
+	if n > 0 && c.heard != nil {
+		c.heard.Store(time.Now().UnixNano())
+	}
+	return n, err
+}
+
 func (c *conn) Write(p []byte) (int, error)        { return c.st.Write(p) }
 func (c *conn) SetDeadline(t time.Time) error      { return c.st.SetDeadline(t) }
 func (c *conn) SetReadDeadline(t time.Time) error  { return c.st.SetReadDeadline(t) }

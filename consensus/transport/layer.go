@@ -58,6 +58,9 @@ type StreamLayer struct {
 	// the Authorizer and is tracked only if the count is unchanged, so a DropPeer that races with
 	// the setup can never miss it. One entry per peer ever dropped.
 	drops map[peer.ID]uint64
+	// heard is, per peer, the UnixNano time of the last bytes read from any of its streams. One
+	// entry per authorised peer ever tracked; conns hold their peer's entry and store to it.
+	heard map[peer.ID]*atomic.Int64
 
 	dialRefused, acceptRefused, dropped atomic.Uint64
 }
@@ -79,6 +82,7 @@ func NewStreamLayer(h host.Host, proto protocol.ID, auth Authorizer, log *slog.L
 		closeCh:  make(chan struct{}),
 		conns:    make(map[peer.ID]map[*conn]struct{}),
 		drops:    make(map[peer.ID]uint64),
+		heard:    make(map[peer.ID]*atomic.Int64),
 	}
 	h.SetStreamHandler(proto, s.handle)
 	return s
@@ -120,7 +124,26 @@ func (s *StreamLayer) track(c *conn, gen uint64) error {
 		s.conns[c.peer] = m
 	}
 	m[c] = struct{}{}
+	h := s.heard[c.peer]
+	if h == nil {
+		h = new(atomic.Int64)
+		s.heard[c.peer] = h
+	}
+	c.heard = h
 	return nil
+}
+
+// LastHeard returns when bytes last arrived from p on any raft stream, in either direction (a
+// request p sent, or p's response to ours), or the zero time if never since the layer started.
+// On a leader every follower answers each heartbeat; a follower hears at least the leader.
+func (s *StreamLayer) LastHeard(p peer.ID) time.Time {
+	s.mu.Lock()
+	h := s.heard[p]
+	s.mu.Unlock()
+	if h == nil || h.Load() == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, h.Load())
 }
 
 func (s *StreamLayer) untrack(c *conn) {

@@ -415,3 +415,30 @@ func TestCloseReleasesPendingStreams(t *testing.T) {
 		t.Fatalf("b still tracks %d streams after Close", st.Open)
 	}
 }
+
+// TestLastHeard: a layer records when bytes last arrived from a peer, on dialed and accepted
+// streams alike, and only then.
+func TestLastHeard(t *testing.T) {
+	a, b := newSide(t, newGate()), newSide(t, newGate())
+	before := time.Now()
+	dialed, accepted := pair(t, a, b) // b has read "hello" from a
+	if got := b.sl.LastHeard(a.h.ID()); got.Before(before) || got.After(time.Now()) {
+		t.Fatalf("b.LastHeard(a) = %v, want within the pair setup (after %v)", got, before)
+	}
+	if got := a.sl.LastHeard(b.h.ID()); !got.IsZero() {
+		t.Fatalf("a.LastHeard(b) = %v before a read anything from b", got)
+	}
+	if got := a.sl.LastHeard(newHost(t).ID()); !got.IsZero() {
+		t.Fatalf("LastHeard of a stranger = %v", got)
+	}
+	mid := time.Now()
+	if _, err := accepted.Write([]byte("pong")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(dialed, make([]byte, 4)); err != nil {
+		t.Fatal(err)
+	}
+	if got := a.sl.LastHeard(b.h.ID()); got.Before(mid) {
+		t.Fatalf("a.LastHeard(b) = %v after reading b's response, want after %v", got, mid)
+	}
+}

@@ -83,15 +83,21 @@ func (v *service) ListMembers(ctx context.Context, req *connect.Request[adminv1.
 	if err != nil {
 		return nil, toConnect(err)
 	}
-	leader := v.s.b.Leader()
+	leader, self, now := v.s.b.Leader(), v.s.b.ID().Peer(), v.s.cfg.Now()
 	out := &adminv1.ListMembersResponse{}
 	for _, n := range nodes {
 		m := &adminv1.Member{Name: n.Name, Id: n.ID.String(), Site: n.Site, Voter: n.Voter,
-			Addrs: n.Addrs, Leader: leader != "" && n.ID.Peer() == leader}
+			Addrs: n.Addrs, Leader: leader != "" && n.ID.Peer() == leader, LastContactMs: -1}
 		for _, rm := range members {
 			if rm.ID == n.ID.Peer() {
 				m.InRaft, m.Suffrage = true, strings.ToLower(rm.Suffrage.String())
+				if !rm.LastHeard.IsZero() {
+					m.LastContactMs = max(now.Sub(rm.LastHeard).Milliseconds(), 0)
+				}
 			}
+		}
+		if n.ID.Peer() == self {
+			m.LastContactMs = 0
 		}
 		out.Members = append(out.Members, m)
 	}

@@ -255,15 +255,21 @@ func (x *ListMembersRequest) GetConsistent() bool {
 }
 
 type Member struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Id            string                 `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
-	Site          string                 `protobuf:"bytes,3,opt,name=site,proto3" json:"site,omitempty"`
-	Voter         bool                   `protobuf:"varint,4,opt,name=voter,proto3" json:"voter,omitempty"`                 // the registry's admission says voter
-	Suffrage      string                 `protobuf:"bytes,5,opt,name=suffrage,proto3" json:"suffrage,omitempty"`            // raft suffrage: "voter", "nonvoter", "staging"; "" when not in raft
-	InRaft        bool                   `protobuf:"varint,6,opt,name=in_raft,json=inRaft,proto3" json:"in_raft,omitempty"` // present in the latest raft configuration
-	Leader        bool                   `protobuf:"varint,7,opt,name=leader,proto3" json:"leader,omitempty"`
-	Addrs         []string               `protobuf:"bytes,8,rep,name=addrs,proto3" json:"addrs,omitempty"` // libp2p multiaddrs without /p2p
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Name     string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Id       string                 `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
+	Site     string                 `protobuf:"bytes,3,opt,name=site,proto3" json:"site,omitempty"`
+	Voter    bool                   `protobuf:"varint,4,opt,name=voter,proto3" json:"voter,omitempty"`                 // the registry's admission says voter
+	Suffrage string                 `protobuf:"bytes,5,opt,name=suffrage,proto3" json:"suffrage,omitempty"`            // raft suffrage: "voter", "nonvoter", "staging"; "" when not in raft
+	InRaft   bool                   `protobuf:"varint,6,opt,name=in_raft,json=inRaft,proto3" json:"in_raft,omitempty"` // present in the latest raft configuration
+	Leader   bool                   `protobuf:"varint,7,opt,name=leader,proto3" json:"leader,omitempty"`
+	Addrs    []string               `protobuf:"bytes,8,rep,name=addrs,proto3" json:"addrs,omitempty"` // libp2p multiaddrs without /p2p
+	// ms since the answering node last received raft traffic from this member (any inbound
+	// bytes on a raft stream: requests on a follower, responses and requests on the leader);
+	// 0 for the answering node itself; -1 unknown (never heard since this node started, or not
+	// in the raft configuration). On the leader it covers every follower; on a follower at
+	// least the leader.
+	LastContactMs int64 `protobuf:"varint,9,opt,name=last_contact_ms,json=lastContactMs,proto3" json:"last_contact_ms,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -352,6 +358,13 @@ func (x *Member) GetAddrs() []string {
 		return x.Addrs
 	}
 	return nil
+}
+
+func (x *Member) GetLastContactMs() int64 {
+	if x != nil {
+		return x.LastContactMs
+	}
+	return 0
 }
 
 type ListMembersResponse struct {
@@ -1409,7 +1422,7 @@ const file_vigil_admin_v1_admin_proto_rawDesc = "" +
 	"\x12ListMembersRequest\x12\x1e\n" +
 	"\n" +
 	"consistent\x18\x01 \x01(\bR\n" +
-	"consistent\"\xb9\x01\n" +
+	"consistent\"\xe1\x01\n" +
 	"\x06Member\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\tR\x02id\x12\x12\n" +
@@ -1418,7 +1431,8 @@ const file_vigil_admin_v1_admin_proto_rawDesc = "" +
 	"\bsuffrage\x18\x05 \x01(\tR\bsuffrage\x12\x17\n" +
 	"\ain_raft\x18\x06 \x01(\bR\x06inRaft\x12\x16\n" +
 	"\x06leader\x18\a \x01(\bR\x06leader\x12\x14\n" +
-	"\x05addrs\x18\b \x03(\tR\x05addrs\"G\n" +
+	"\x05addrs\x18\b \x03(\tR\x05addrs\x12&\n" +
+	"\x0flast_contact_ms\x18\t \x01(\x03R\rlastContactMs\"G\n" +
 	"\x13ListMembersResponse\x120\n" +
 	"\amembers\x18\x01 \x03(\v2\x16.vigil.admin.v1.MemberR\amembers\"\x9c\x01\n" +
 	"\x11ListAgentsRequest\x12\x1e\n" +
