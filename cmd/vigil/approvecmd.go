@@ -324,7 +324,7 @@ must happen within that window. With --show, approve only prints and signs nothi
 			me := key.Public().ID().String()
 			for _, s := range vc.Signers() {
 				if s.String() == me {
-					return fmt.Errorf("approve: %s: you (%s) already signed it; another operator must approve", args[0], view.signerName(me))
+					return fmt.Errorf("approve: %s: already signed by you, %s; another operator must approve", args[0], view.signerName(me))
 				}
 			}
 			if _, ok := view.operators[me]; !ok {
