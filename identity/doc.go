@@ -53,6 +53,9 @@
 //     RevokeQuorum distinct ones, only while automated response is enabled; DESIGN §6) and
 //     KindSetRevokeQuorum (M-of-N; DefaultRevokeQuorum at genesis). NewRegistryWithLimits sets
 //     the window; Limits are part of the snapshot so every replica uses the same one.
+//   - A set-policy document must parse with identity/policy (pure and deterministic, so every
+//     replica accepts or refuses it alike); an invalid one is ErrInvalid naming its line and key.
+//     NeedsThreshold tells clients which payloads need Threshold signatures.
 //   - Audit entries are part of the state (snapshot and Hash); they are indexed by subject name
 //     and by subject and signer key.
 package identity
