@@ -312,7 +312,9 @@ func TestMembersLastContact(t *testing.T) {
 	must(t, exitOK, out, code, "LAST CONTACT", "(this node)")
 	out, code = runAdmin(t, "members", "-o", "json", "--socket", sock)
 	must(t, exitOK, out, code)
-	var ms struct{ Members []struct{ LastContactMs string } }
+	var ms struct {
+		Members []struct{ LastContactMs string }
+	}
 	if err := json.Unmarshal([]byte(out), &ms); err != nil || len(ms.Members) != 1 || ms.Members[0].LastContactMs != "0" {
 		t.Fatalf("members -o json: %v\n%s", err, out)
 	}
