@@ -25,7 +25,7 @@
 //	ckpt, _ := e.Checkpoint("a1")     // the node stores this; Restore brings it back
 //
 // Feedback raises that agent's threshold for that model by FeedbackStep of the way to 1
-// (0.99 → 0.9925 → 0.9944 …) and tells the model if it implements detector.FeedbackModel;
+// (0.999 → 0.99925 → 0.99944 …) and tells the model if it implements detector.FeedbackModel;
 // rule and capability alerts are the policy and do not change.
 //
 // Memory per agent (default config, three rules; measured by BenchmarkEngine10kAgents, see
