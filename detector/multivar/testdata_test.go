@@ -36,7 +36,7 @@ func readStream(t *testing.T, name string) [][]float64 {
 func TestHSTStreams(t *testing.T) {
 	for _, c := range []struct {
 		file      string
-		anomalies []int // rows that must score ≥ 0.99
+		anomalies []int  // rows that must score ≥ 0.99
 		quiet     [2]int // rows [from, to) where at most maxHigh rows may score ≥ 0.99
 		maxHigh   int
 	}{
