@@ -57,7 +57,9 @@ sequence model is fitted on the --train file or the first --train-rows sessions.
 Baseline: --train FILE is learned first (same format, not written out); --train-rows N makes
 the first N rows of FILE the baseline: they are learned and written with anomaly_score 0.
 
-Bad input is an error naming the file, line and column, and writes nothing to --out.`,
+A row whose time is before the previous row's is scored at the previous row's time. Bad input
+(a non-numeric value, a missing column, a ragged row, an unparsable time) is an error naming
+the file, line and column, and writes nothing to --out.`,
 		Example: `  vigil detect --algorithm hst --columns value --param trees=32 data.csv
   vigil detect --algorithm threshold --param threshold=80% --columns cpu --out scored.csv metrics.csv
   vigil detect --sequences --algorithm ngram --train normal.txt sessions.txt`,
@@ -253,9 +255,10 @@ func readTable(data []byte, file string, delim rune, timeColumn string, columns 
 			if err != nil {
 				return nil, fmt.Errorf("%s:%d: column %q: %v", file, line, header[timeIdx], err)
 			}
-			if ts < last {
-				return nil, fmt.Errorf("%s:%d: column %q: time %q is before the previous row's", file, line, header[timeIdx], rec[timeIdx])
-			}
+			// Models take non-decreasing time; real data has clock steps back (NAB's
+			// machine_temperature_system_failure has one), so such a row is given the
+			// previous row's time rather than refused.
+			ts = max(ts, last)
 		}
 		last = ts
 		t.rows = append(t.rows, rec)
