@@ -28,10 +28,11 @@
 // (0.999 → 0.99925 → 0.99944 …) and tells the model if it implements detector.FeedbackModel;
 // rule and capability alerts are the policy and do not change.
 //
-// Memory per agent (default config, three rules; measured by BenchmarkEngine10kAgents, see
-// docs/benchmarks.md): about 11 KiB once the HST has bootstrapped (its counters 8.1 KiB, its
-// calibrator 2 KiB), up to about 25 KiB during its bootstrap (256 vectors × 8 features buffered),
-// plus each metric model and the vocabulary as it fills (at most 256 actions of 128 bytes).
+// Memory per agent (default config, three rules; measured by BenchmarkEngine10kAgents with
+// 10,000 agents, see docs/benchmarks.md): about 10.4 KiB once the HST has bootstrapped (its
+// counters 8 KiB, its calibrator 2 KiB), at most about 21.3 KiB at the end of its bootstrap
+// (256 vectors × 8 features buffered), 0.9 KiB with rules only; plus each metric model (at most
+// MaxMetrics) and the vocabulary as it fills (at most 256 actions of 128 bytes).
 //
 // Invariants: pure — no clock (time comes from records), no goroutines, no IO; not safe for
 // concurrent use; a malformed record or checkpoint is refused and changes nothing.
