@@ -84,6 +84,7 @@ func init() {
 		MetricEntry("threshold", rules.DefaultModelConfig, rules.NewModel),
 		{Name: "ensemble", Kind: Metric, metric: newEnsemble},
 		VectorEntry("hst", multivar.DefaultHSTConfig, multivar.NewHST),
+		VectorEntry("rrcf", multivar.DefaultRRCFConfig, multivar.NewRRCF),
 	}
 }
 

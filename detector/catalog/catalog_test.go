@@ -10,7 +10,7 @@ import (
 
 func TestNames(t *testing.T) {
 	got := strings.Join(Names(), ",")
-	if got != "ensemble,hst,threshold" {
+	if got != "ensemble,hst,rrcf,threshold" {
 		t.Fatalf("Names = %s", got)
 	}
 	if _, err := Lookup("ewma2"); err == nil || !strings.Contains(err.Error(), `"ewma2"`) || !strings.Contains(err.Error(), "hst") {
@@ -64,6 +64,9 @@ func TestBuild(t *testing.T) {
 	v, err := NewVector("hst", 5, map[string]any{"trees": "4"})
 	if err != nil || v.Dim() != 5 || v.Algorithm() != "hst" {
 		t.Fatal(err)
+	}
+	if r, err := NewVector("rrcf", 2, map[string]any{"shingle": "4", "tree_size": 64}); err != nil || r.Algorithm() != "rrcf" || r.Dim() != 2 {
+		t.Fatalf("rrcf: %v", err)
 	}
 	if _, err := NewVector("hst", 5, map[string]any{"trees": "0"}); err == nil || !strings.Contains(err.Error(), "Trees") {
 		t.Fatalf("out of range: %v", err)
