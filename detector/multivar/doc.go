@@ -18,7 +18,7 @@
 // RRCF is a robust random cut forest (Guha et al. 2016) with optional shingling: every tree
 // holds the last TreeSize points, a new point is inserted and the oldest forgotten, and the score
 // is its collusive displacement averaged over the trees, calibrated the same way. It keeps every
-// tree explicitly (about 2.4 MiB with the defaults at Dim 8), so it suits a few streams
+// tree explicitly (about 2.5 MiB with the defaults at Dim 8), so it suits a few streams
 // (vigil detect, node-wide features) rather than one model per agent; its checkpoint carries the
 // trees and the random source and is checked node by node on restore.
 package multivar

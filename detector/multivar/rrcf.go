@@ -95,7 +95,7 @@ type rtree struct {
 // tiny beside the others' is barely noticed. HST normalises by its bootstrap bounds instead.
 //
 // Memory: Trees × 2·TreeSize × (32 + 16·Dim·Shingle) bytes + the window (see StateBytes):
-// about 2.4 MiB with the defaults at dim 8, so RRCF is meant for a few streams (vigil detect,
+// about 2.5 MiB with the defaults at dim 8, so RRCF is meant for a few streams (vigil detect,
 // a node-wide model), not one per agent; per agent use HST. Deterministic for a seed; the
 // random source's state is part of the checkpoint.
 type RRCF struct {
