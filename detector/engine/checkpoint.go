@@ -3,6 +3,7 @@ package engine
 import (
 	"fmt"
 	"math"
+	"sort"
 
 	"github.com/vigil-mesh/vigil/detector"
 	"github.com/vigil-mesh/vigil/detector/internal/wire"
@@ -62,10 +63,15 @@ func (e *Engine) Checkpoint(agentID string) ([]byte, error) {
 	for _, x := range append(acc.peers[:], acc.actions[:]...) {
 		w.U64(x)
 	}
-	w.U32(uint32(len(a.thresholds)))
-	for name, t := range a.thresholds { // order does not matter to Restore
+	names := make([]string, 0, len(a.thresholds))
+	for name := range a.thresholds {
+		names = append(names, name)
+	}
+	sort.Strings(names) // the same state always gives the same bytes
+	w.U32(uint32(len(names)))
+	for _, name := range names {
 		w.String(name)
-		w.F64(t)
+		w.F64(a.thresholds[name])
 	}
 	return w.Bytes(), nil
 }

@@ -288,9 +288,16 @@ func TestCheckpointRestoreIdentical(t *testing.T) {
 		observe(t, a, Record{Agent: "x", Time: 4000*sec + int64(i)*sec, Kind: Metric, Metric: "cpu", Value: float64(50 + i%30)})
 	}
 	observe(t, a, Record{Agent: "x", Time: 4060 * sec, Kind: Refusal})
+	// Raised thresholds are part of the state (several, so their order must not matter).
+	a.agents["x"].thresholds = map[string]float64{"hst": 0.9995, "metric:cpu:ensemble": 0.9992, "zzz": 0.9991}
 	data, err := a.Checkpoint("x")
 	if err != nil {
 		t.Fatal(err)
+	}
+	for range 5 {
+		if again, _ := a.Checkpoint("x"); !bytes.Equal(again, data) {
+			t.Fatal("two checkpoints of the same state differ")
+		}
 	}
 	if err := b.Restore("x", data); err != nil {
 		t.Fatal(err)
