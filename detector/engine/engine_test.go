@@ -376,3 +376,35 @@ func TestOrdinaryTrafficAlertRate(t *testing.T) {
 		t.Fatalf("alerts per 5000 ordinary intervals: %v", counts)
 	}
 }
+
+func TestFeedbackOnMetricModel(t *testing.T) {
+	e := newEngine(t, checkpointConfig(t))
+	var alerts []Alert
+	for i := range 40 {
+		alerts = append(alerts, observe(t, e, Record{Agent: "a", Time: int64(i) * sec, Kind: Metric, Metric: "cpu", Value: 50})...)
+	}
+	for i := 40; i < 70; i++ {
+		alerts = append(alerts, observe(t, e, Record{Agent: "a", Time: int64(i) * sec, Kind: Metric, Metric: "cpu", Value: 75})...)
+	}
+	var model *Alert
+	for i := range alerts {
+		if alerts[i].Model == "metric:cpu:ensemble" {
+			model = &alerts[i]
+		}
+	}
+	if model == nil {
+		t.Fatalf("no metric alert in %+v", alerts)
+	}
+	if err := e.Feedback("a", *model); err != nil {
+		t.Fatal(err)
+	}
+	if th := e.Threshold("a", model.Model); !(th > 0.999 && th < 1) {
+		t.Fatalf("threshold after feedback %v", th)
+	}
+	if err := e.Feedback("a", Alert{Model: "metric:mem:ewma"}); err == nil || !strings.Contains(err.Error(), "not a model") {
+		t.Fatalf("feedback for a model the agent lacks: %v", err)
+	}
+	if err := e.Feedback("nobody", *model); err == nil || !strings.Contains(err.Error(), "unknown agent") {
+		t.Fatalf("feedback for an unknown agent: %v", err)
+	}
+}
