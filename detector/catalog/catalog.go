@@ -112,11 +112,19 @@ func wrong(name string, got, want Kind) error {
 	return fmt.Errorf("catalog: %s is a %s model, not a %s model", name, got, want)
 }
 
-// NewMetric builds the metric model name with params (nil = defaults).
+// NewMetric builds the metric model name with params (nil = defaults). A vector algorithm
+// (hst, rrcf) is built with dimension 1 and runs on the stream's values.
 func NewMetric(name string, params map[string]any) (detector.MetricModel, error) {
 	e, err := Lookup(name)
 	if err != nil {
 		return nil, err
+	}
+	if e.Kind == Vector {
+		m, err := e.vector(1, params)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+		return &vectorMetric{m: m}, nil
 	}
 	if e.Kind != Metric {
 		return nil, wrong(name, e.Kind, Metric)

@@ -71,7 +71,7 @@ func TestBuild(t *testing.T) {
 	if _, err := NewVector("hst", 5, map[string]any{"trees": "0"}); err == nil || !strings.Contains(err.Error(), "Trees") {
 		t.Fatalf("out of range: %v", err)
 	}
-	if _, err := NewMetric("hst", nil); err == nil || !strings.Contains(err.Error(), "hst is a vector model") {
+	if _, err := NewVector("threshold", 2, nil); err == nil || !strings.Contains(err.Error(), "threshold is a metric model") {
 		t.Fatalf("wrong kind: %v", err)
 	}
 	if _, err := NewMetric("threshold", nil); err == nil || !strings.Contains(err.Error(), "Threshold") {
@@ -103,7 +103,6 @@ func TestEnsembleFromParams(t *testing.T) {
 	for want, p := range map[string]map[string]any{
 		"Members has 0":              {},
 		`not a member`:               {"members": "threshold", "threshold.threshold": "1", "hst.trees": 3},
-		"hst is a vector model":      {"members": "hst"},
 		"cannot contain an ensemble": {"members": "ensemble"},
 		`Combine "median"`:           {"members": "threshold", "combine": "median"},
 		`unknown param "memebers"`:   {"memebers": "threshold"},
@@ -111,6 +110,50 @@ func TestEnsembleFromParams(t *testing.T) {
 	} {
 		if _, err := NewMetric("ensemble", p); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%v: err = %v, want %q", p, err, want)
+		}
+	}
+}
+
+// TestVectorAsMetric runs rrcf (shingled) and hst on one stream as metric models, alone and in
+// an ensemble, and checks a spike on a flat stream stands out and checkpoints restore.
+func TestVectorAsMetric(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		params map[string]any
+	}{
+		{"rrcf", map[string]any{"shingle": 4, "trees": 8, "tree_size": 64}},
+		{"hst", map[string]any{"window": 32}},
+		{"ensemble", map[string]any{"members": "rrcf,hst", "rrcf.trees": 8, "rrcf.tree_size": 64, "hst.window": 32}},
+	} {
+		m, err := NewMetric(c.name, c.params)
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		var spike float64
+		for i := range 400 {
+			v := 5 + float64(i%7)*0.01
+			if i == 350 {
+				v = 50
+			}
+			s := m.Observe(int64(i), v)
+			if i == 350 {
+				spike = s
+			}
+			if i == 200 {
+				data, _ := m.MarshalBinary()
+				r, _ := NewMetric(c.name, c.params)
+				if err := r.UnmarshalBinary(data); err != nil {
+					t.Fatalf("%s: restore: %v", c.name, err)
+				}
+				for j := 201; j < 260; j++ {
+					if a, b := m.Observe(int64(j), 5), r.Observe(int64(j), 5); a != b {
+						t.Fatalf("%s: restored model differs", c.name)
+					}
+				}
+			}
+		}
+		if spike < 0.99 {
+			t.Errorf("%s: spike scored %v", c.name, spike)
 		}
 	}
 }

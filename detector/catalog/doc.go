@@ -15,5 +15,9 @@
 //
 //	MetricEntry("ewma", metric.DefaultEWMAConfig, metric.NewEWMA),
 //
+// NewMetric also builds a vector algorithm (hst, rrcf) with dimension 1 running on the stream's
+// values, so those can watch one metric (rrcf with shingle k scores the shape of the last k
+// values) or be ensemble members.
+//
 // Invariant: the catalogue is a fixed list built at compile time; nothing registers at run time.
 package catalog
