@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/vigil-mesh/vigil/detector/catalog"
 )
 
 const detectData = "testdata/detect/"
@@ -217,4 +219,33 @@ func FuzzReadTable(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestDetectSequences runs every sequence model in the catalogue over testdata sessions (the
+// models themselves live in detector/sequence; on a tree without any this test says so and
+// skips). Output: one session,anomaly_score line per input line, baseline sessions 0.
+func TestDetectSequences(t *testing.T) {
+	var names []string
+	for _, n := range catalog.Names() {
+		if e, _ := catalog.Lookup(n); e.Kind == catalog.Sequence {
+			names = append(names, n)
+		}
+	}
+	if len(names) == 0 {
+		t.Skip("no sequence model in the catalogue on this tree")
+	}
+	for _, name := range names {
+		out, code := run(t, "detect", "--sequences", "--algorithm", name, "--train-rows", "2", detectData+"sessions.txt")
+		if code != exitOK {
+			t.Fatalf("%s: code %d: %s", name, code, out)
+		}
+		lines := strings.Split(strings.TrimSpace(out), "\n")
+		if len(lines) != 4 || lines[0] != "session,anomaly_score" || lines[1] != "1,0.000000" || lines[2] != "2,0.000000" {
+			t.Fatalf("%s: output %q", name, out)
+		}
+		s, err := strconv.ParseFloat(strings.TrimPrefix(lines[3], "3,"), 64)
+		if err != nil || s < 0 || s > 1 {
+			t.Fatalf("%s: session 3 line %q", name, lines[3])
+		}
+	}
 }
