@@ -148,7 +148,8 @@ func buildForest(k forestKey) *forest {
 //
 // Memory: 4·Trees·(2^(Depth+1)−1) bytes of counters + 16·Dim + 16·Calibrator.Window
 // (≈ 10.3 KiB with the defaults and Dim 8); the tree structure is shared by all models of the
-// same shape and seed. Deterministic for a seed; reads no clock (t is ignored).
+// same shape and seed. Deterministic for a seed; reads no clock (t only labels observations
+// for Feedback).
 type HST struct {
 	cfg     HSTConfig
 	f       *forest
@@ -157,8 +158,7 @@ type HST struct {
 	ref     []uint16  // reference mass, [tree*nodes + node]
 	cur     []uint16  // current window's mass
 	count   int       // vectors counted into cur
-	lastRaw float64
-	hasLast bool
+	recent  recentRaw // raw scores of the last observations, for Feedback
 	cal     *detector.Calibrator
 	z       []float64 // scratch
 }
@@ -189,7 +189,7 @@ func (h *HST) learned() bool { return h.lo != nil }
 
 // Observe scores x (length Dim; a vector of another length or with a NaN scores 0 and is not
 // learned) and then learns it.
-func (h *HST) Observe(_ int64, x []float64) float64 {
+func (h *HST) Observe(t int64, x []float64) float64 {
 	if len(x) != h.cfg.Dim {
 		return 0
 	}
@@ -208,7 +208,7 @@ func (h *HST) Observe(_ int64, x []float64) float64 {
 	h.normalise(x)
 	raw := h.raw()
 	h.count1()
-	h.lastRaw, h.hasLast = raw, true
+	h.recent.add(t, raw)
 	return h.cal.Score(raw)
 }
 
@@ -296,12 +296,13 @@ func (h *HST) count1() {
 	}
 }
 
-// Feedback tells the model its last score was a false positive: the raw score it gave is
+// Feedback tells the model its score at t was a false positive: the raw score it gave the
+// vector observed at t (or, if t is not among the last 8 observations, the latest one) is
 // added to the calibrator's history, so an equally unusual vector scores lower from now on.
 // The mass profile is not changed (the vector was already counted).
-func (h *HST) Feedback(int64) {
-	if h.hasLast {
-		h.cal.Add(h.lastRaw)
+func (h *HST) Feedback(t int64) {
+	if raw, ok := h.recent.find(t); ok {
+		h.cal.Add(raw)
 	}
 }
 
@@ -328,8 +329,7 @@ func (h *HST) MarshalBinary() ([]byte, error) {
 		}
 		w.U32(uint32(h.count))
 	}
-	w.Bool(h.hasLast)
-	w.F64(h.lastRaw)
+	h.recent.write(&w)
 	cal, _ := h.cal.MarshalBinary()
 	w.Blob(cal)
 	return w.Bytes(), nil
@@ -380,8 +380,9 @@ func (h *HST) UnmarshalBinary(data []byte) error {
 			return fail("window count %d, want below %d", n.count, h.cfg.Window)
 		}
 	}
-	n.hasLast = r.Bool()
-	n.lastRaw = r.F64()
+	if !n.recent.read(r) && r.Err() == nil {
+		return fail("recent scores: counters out of range")
+	}
 	calData := r.Blob("hst calibrator", 64+8*h.cfg.Calibrator.Window)
 	if err := r.Done(); err != nil {
 		return fail("%v", err)

@@ -256,3 +256,37 @@ func BenchmarkHSTObserve(b *testing.B) {
 		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "vectors/s")
 	})
 }
+
+// TestFeedbackFindsTheAlertedObservation: feedback names the alert's time, and the model folds
+// the raw score it gave then, not a later ordinary one.
+func TestFeedbackFindsTheAlertedObservation(t *testing.T) {
+	for _, mk := range []func() detector.VectorModel{
+		func() detector.VectorModel { return newHST(t, 3, 1) },
+		func() detector.VectorModel { return newRRCF(t, 3, 1, 1) },
+	} {
+		rng := rand.New(rand.NewPCG(9, 9))
+		m := mk()
+		for i := range 1000 {
+			m.Observe(int64(i), cluster(rng))
+		}
+		out := []float64{18, 130, 1}
+		m.Observe(1000, out)
+		for i := 1001; i < 1004; i++ {
+			m.Observe(int64(i), cluster(rng))
+		}
+		data, _ := m.MarshalBinary()
+		score := func(feedbackAt int64) float64 {
+			c := mk()
+			if err := c.UnmarshalBinary(data); err != nil {
+				t.Fatal(err)
+			}
+			for range 10 {
+				c.(detector.FeedbackModel).Feedback(feedbackAt)
+			}
+			return c.Observe(2000, out)
+		}
+		if atAlert, atLatest := score(1000), score(1003); !(atAlert < atLatest) {
+			t.Fatalf("%s: feedback at the alert's time gave %v, at the latest observation %v", m.Algorithm(), atAlert, atLatest)
+		}
+	}
+}

@@ -110,8 +110,7 @@ type RRCF struct {
 	shing  []float64 // the last Shingle vectors, oldest first
 	seen   int       // vectors seen, up to Shingle
 	cal    *detector.Calibrator
-	last   float64
-	point  []float64 // scratch
+	recent recentRaw // raw scores of the last observations, for Feedback
 }
 
 var (
@@ -127,7 +126,7 @@ func NewRRCF(cfg RRCFConfig) (*RRCF, error) {
 	d := cfg.Dim * cfg.Shingle
 	pcg := rand.NewPCG(cfg.Seed, 0x52524346) // "RRCF"
 	m := &RRCF{cfg: cfg, d: d, pcg: pcg, rng: rand.New(pcg), window: make([]float64, cfg.TreeSize*d),
-		shing: make([]float64, 0, d), point: make([]float64, d)}
+		shing: make([]float64, 0, d)}
 	m.cal, _ = detector.NewCalibrator(cfg.Calibrator)
 	m.trees = make([]rtree, cfg.Trees)
 	for i := range m.trees {
@@ -355,7 +354,7 @@ func codisp(t *rtree, leaf int32) float64 {
 
 // Observe scores x (length Dim; another length or a non-finite value scores 0 and is not
 // learned) and then keeps it in the window. While the shingle is filling, it scores 0.
-func (m *RRCF) Observe(_ int64, x []float64) float64 {
+func (m *RRCF) Observe(t int64, x []float64) float64 {
 	if len(x) != m.cfg.Dim {
 		return 0
 	}
@@ -389,12 +388,18 @@ func (m *RRCF) Observe(_ int64, x []float64) float64 {
 		leaf := m.insert(&m.trees[i], p, m.shing)
 		sum += codisp(&m.trees[i], leaf)
 	}
-	m.last = sum / float64(len(m.trees))
-	return m.cal.Score(m.last)
+	raw := sum / float64(len(m.trees))
+	m.recent.add(t, raw)
+	return m.cal.Score(raw)
 }
 
-// Feedback adds the last raw CoDisp to the calibrator's history (see HST.Feedback).
-func (m *RRCF) Feedback(int64) { m.cal.Add(m.last) }
+// Feedback adds the raw CoDisp of the observation at t (or the latest) to the calibrator's
+// history (see HST.Feedback).
+func (m *RRCF) Feedback(t int64) {
+	if raw, ok := m.recent.find(t); ok {
+		m.cal.Add(raw)
+	}
+}
 
 const rrcfMagic = "VRCF"
 
@@ -412,7 +417,7 @@ func (m *RRCF) MarshalBinary() ([]byte, error) {
 	w.U32(uint32(m.next))
 	w.F64s(m.window[:m.n*m.d])
 	w.F64s(m.shing)
-	w.F64(m.last)
+	m.recent.write(&w)
 	for i := range m.trees {
 		t := &m.trees[i]
 		w.U32(uint32(t.root))
@@ -467,7 +472,9 @@ func (m *RRCF) UnmarshalBinary(data []byte) error {
 	}
 	win := r.F64s("rrcf window", size*d)
 	shing := r.F64s("rrcf shingle", d)
-	fresh.last = r.F64()
+	if !fresh.recent.read(r) && r.Err() == nil {
+		return fail("recent scores: counters out of range")
+	}
 	if r.Err() == nil && (len(win) != fresh.n*d || (len(shing) != d && fresh.n > 0) || len(shing)%m.cfg.Dim != 0) {
 		return fail("window of %d values for %d points, shingle of %d", len(win), fresh.n, len(shing))
 	}
