@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"reflect"
 	"strings"
@@ -407,4 +408,55 @@ func TestFeedbackOnMetricModel(t *testing.T) {
 	if err := e.Feedback("nobody", *model); err == nil || !strings.Contains(err.Error(), "unknown agent") {
 		t.Fatalf("feedback for an unknown agent: %v", err)
 	}
+}
+
+// TestIntervalsAndQuietGap: features are scored when a later record closes the interval, at
+// the interval's end; a long silence adds exactly one all-zero interval.
+func TestIntervalsAndQuietGap(t *testing.T) {
+	var got [][]float64
+	var times []int64
+	e := newEngine(t, func(c *Config) {
+		c.Vector = func() (detector.VectorModel, error) { return &recorder{got: &got, times: &times}, nil }
+	})
+	observe(t, e, Record{Agent: "a", Time: 1 * sec, Kind: Message, Peer: "p1", Bytes: 100, Latency: 9 * time.Millisecond})
+	observe(t, e, Record{Agent: "a", Time: 2 * sec, Kind: Message, Peer: "p2", Bytes: 100, Outcome: Error})
+	observe(t, e, Record{Agent: "a", Time: 3 * sec, Kind: Refusal})
+	observe(t, e, Record{Agent: "a", Time: 4 * sec, Kind: Event, Action: "x"})
+	if len(got) != 0 {
+		t.Fatal("scored before the interval closed")
+	}
+	observe(t, e, Record{Agent: "a", Time: 15 * sec, Kind: Message}) // closes [0,10s)
+	observe(t, e, Record{Agent: "a", Time: 95 * sec, Kind: Message}) // closes [10,20s) and adds one quiet interval
+	if len(got) != 3 {
+		t.Fatalf("%d vectors, want 3", len(got))
+	}
+	f := got[0]
+	if f[0] != 2 || f[1] != math.Log1p(200) || f[2] < 1.9 || f[2] > 2.1 || f[3] != 1 || f[4] != 1 || f[5] != 1 ||
+		f[6] != math.Log1p(9) || f[7] < 0.9 || f[7] > 1.1 {
+		t.Fatalf("first interval features %v", f)
+	}
+	if times[0] != 10*sec || times[1] != 20*sec || times[2] != 30*sec {
+		t.Fatalf("scored at %v", times)
+	}
+	for _, v := range got[2] {
+		if v != 0 {
+			t.Fatalf("quiet interval %v", got[2])
+		}
+	}
+}
+
+// recorder is a VectorModel that keeps what it is given (to check the engine's features).
+type recorder struct {
+	got   *[][]float64
+	times *[]int64
+}
+
+func (r *recorder) Algorithm() string              { return "recorder" }
+func (r *recorder) Dim() int                       { return len(Features) }
+func (r *recorder) MarshalBinary() ([]byte, error) { return nil, nil }
+func (r *recorder) UnmarshalBinary([]byte) error   { return nil }
+func (r *recorder) Observe(t int64, x []float64) float64 {
+	*r.got = append(*r.got, append([]float64(nil), x...))
+	*r.times = append(*r.times, t)
+	return 0
 }
