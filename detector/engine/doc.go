@@ -29,8 +29,8 @@
 // rule and capability alerts are the policy and do not change.
 //
 // Memory per agent (default config, three rules; measured by BenchmarkEngine10kAgents with
-// 10,000 agents, see docs/benchmarks.md): about 10.4 KiB once the HST has bootstrapped (its
-// counters 8 KiB, its calibrator 2 KiB), at most about 21.3 KiB at the end of its bootstrap
+// 10,000 agents, see docs/benchmarks.md): about 10.6 KiB once the HST has bootstrapped (its
+// counters 8 KiB, its calibrator 2 KiB), at most about 21.4 KiB at the end of its bootstrap
 // (256 vectors × 8 features buffered), 0.9 KiB with rules only; plus each metric model (at most
 // MaxMetrics) and the vocabulary as it fills (at most 256 actions of 128 bytes).
 //
