@@ -12,7 +12,7 @@
 //
 // Invariants: deterministic for a Seed (the trees are drawn from it alone, so they are shared
 // read-only by every model of the same shape); no goroutines, no clock; memory per model is
-// 4·Trees·(2^(Depth+1)−1) + 16·Dim + 16·Calibrator.Window bytes once bootstrapped (10.3 KiB
+// 4·Trees·(2^(Depth+1)−1) + 16·Dim + 16·Calibrator.Window bytes once bootstrapped (10.2 KiB
 // with the defaults at Dim 8) plus Window·Dim·8 bytes during the bootstrap.
 //
 // RRCF is a robust random cut forest (Guha et al. 2016) with optional shingling: every tree

@@ -62,7 +62,7 @@ func (c HSTConfig) Validate() error {
 // the bootstrap it also buffers Window×Dim float64.
 func (c HSTConfig) StateBytes() int {
 	nodes := 1<<(c.Depth+1) - 1
-	return 2*2*nodes*c.Trees + 16*c.Dim + 16*c.Calibrator.Window
+	return 2*2*nodes*c.Trees + 16*c.Dim + 16*c.Calibrator.Window + 16*recentN
 }
 
 // forest is the structure of the trees: which feature each internal node splits and where,
@@ -146,8 +146,8 @@ func buildForest(k forestKey) *forest {
 // [0,1] against the model's own recent raw scores (empirical CDF with an exponential tail;
 // see detector.Calibrator).
 //
-// Memory: 4·Trees·(2^(Depth+1)−1) bytes of counters + 16·Dim + 16·Calibrator.Window
-// (≈ 10.3 KiB with the defaults and Dim 8); the tree structure is shared by all models of the
+// Memory: 4·Trees·(2^(Depth+1)−1) bytes of counters + 16·Dim + 16·Calibrator.Window + 128
+// (≈ 10.2 KiB with the defaults and Dim 8); the tree structure is shared by all models of the
 // same shape and seed. Deterministic for a seed; reads no clock (t only labels observations
 // for Feedback).
 type HST struct {

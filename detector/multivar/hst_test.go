@@ -290,3 +290,9 @@ func TestFeedbackFindsTheAlertedObservation(t *testing.T) {
 		}
 	}
 }
+
+func TestHSTStateBytes(t *testing.T) {
+	if got := DefaultHSTConfig(8).StateBytes(); got != 4*16*127+16*8+16*128+16*8 {
+		t.Fatalf("StateBytes = %d", got)
+	}
+}
