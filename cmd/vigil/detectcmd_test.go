@@ -249,3 +249,52 @@ func TestDetectSequences(t *testing.T) {
 		}
 	}
 }
+
+// repoRoot walks up from the working directory to the directory holding go.mod.
+func repoRoot(t *testing.T) string {
+	t.Helper()
+	dir, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			t.Fatal("no go.mod above the working directory")
+		}
+		dir = parent
+	}
+}
+
+// TestDetectNAB scores a real NAB series (22,695 rows, with one clock step back) with the
+// default model and with shingled RRCF: every row comes back, in order, with a score in [0,1].
+func TestDetectNAB(t *testing.T) {
+	path := filepath.Join(repoRoot(t), "..", "shared", "data", "nab", "data", "realKnownCause", "machine_temperature_system_failure.csv")
+	in, err := os.ReadFile(path)
+	if err != nil {
+		t.Skipf("NAB data not present (%v); it lives in ../shared/data/nab", err)
+	}
+	inLines := strings.Split(strings.TrimSpace(string(in)), "\n")
+	for _, args := range [][]string{
+		{"--columns", "value"},
+		{"--algorithm", "rrcf", "--param", "shingle=4", "--param", "trees=16", "--columns", "value"},
+	} {
+		out, code := run(t, append(append([]string{"detect"}, args...), path)...)
+		if code != exitOK {
+			t.Fatalf("%v: code %d: %.300s", args, code, out)
+		}
+		outLines := strings.Split(strings.TrimSpace(out), "\n")
+		if len(outLines) != len(inLines) {
+			t.Fatalf("%v: %d lines out, %d in", args, len(outLines), len(inLines))
+		}
+		for i := range inLines {
+			if !strings.HasPrefix(outLines[i], strings.TrimSpace(inLines[i])+",") {
+				t.Fatalf("%v: line %d %q does not start with the input line %q", args, i+1, outLines[i], inLines[i])
+			}
+		}
+		scores(t, out, ',')
+	}
+}
