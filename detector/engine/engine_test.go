@@ -460,3 +460,32 @@ func (r *recorder) Observe(t int64, x []float64) float64 {
 	*r.times = append(*r.times, t)
 	return 0
 }
+
+// TestVectorScenarios: after ordinary traffic, an interval that changes one thing — 100× the
+// bytes (exfiltration), 12 messages to 12 new peers (scanning), refusals piling up — alerts.
+func TestVectorScenarios(t *testing.T) {
+	for name, odd := range map[string]func(i int, base int64) Record{
+		"exfiltration": func(i int, base int64) Record {
+			return Record{Time: base + int64(i)*sec/2, Kind: Message, Peer: "peer-1", Bytes: 100_000, Latency: 25 * time.Millisecond}
+		},
+		"scanning": func(i int, base int64) Record {
+			return Record{Time: base + int64(i)*sec/2, Kind: Message, Peer: fmt.Sprintf("new-%d", i), Bytes: 1000, Latency: 25 * time.Millisecond}
+		},
+		"refusals": func(i int, base int64) Record {
+			return Record{Time: base + int64(i)*sec/2, Kind: Refusal}
+		},
+	} {
+		e := newEngine(t, nil)
+		rng := rand.New(rand.NewPCG(2, 2))
+		traffic(t, e, "a", rng, 0, 600)
+		for i := range 12 {
+			r := odd(i, 600*10*sec)
+			r.Agent = "a"
+			observe(t, e, r)
+		}
+		got := traffic(t, e, "a", rng, 601, 1)
+		if len(got) != 1 || got[0].Model != "hst" || got[0].Time != 601*10*sec {
+			t.Errorf("%s: alerts %+v", name, got)
+		}
+	}
+}
