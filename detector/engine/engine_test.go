@@ -461,31 +461,46 @@ func (r *recorder) Observe(t int64, x []float64) float64 {
 	return 0
 }
 
-// TestVectorScenarios: after ordinary traffic, an interval that changes one thing — 100× the
-// bytes (exfiltration), 12 messages to 12 new peers (scanning), refusals piling up — alerts.
+// TestVectorScenarios: after ordinary traffic, an interval that is ordinary but for one
+// feature — 100× the bytes (exfiltration), every message to a new peer (scanning), refusals
+// piling up — alerts.
 func TestVectorScenarios(t *testing.T) {
-	for name, odd := range map[string]func(i int, base int64) Record{
-		"exfiltration": func(i int, base int64) Record {
-			return Record{Time: base + int64(i)*sec/2, Kind: Message, Peer: "peer-1", Bytes: 100_000, Latency: 25 * time.Millisecond}
-		},
-		"scanning": func(i int, base int64) Record {
-			return Record{Time: base + int64(i)*sec/2, Kind: Message, Peer: fmt.Sprintf("new-%d", i), Bytes: 1000, Latency: 25 * time.Millisecond}
-		},
-		"refusals": func(i int, base int64) Record {
-			return Record{Time: base + int64(i)*sec/2, Kind: Refusal}
+	for name, odd := range map[string]func(i int, r *Record) []Record{
+		"exfiltration": func(_ int, r *Record) []Record { r.Bytes *= 100; return nil },
+		"scanning":     func(i int, r *Record) []Record { r.Peer = fmt.Sprintf("new-%d", i); return nil },
+		"refusals": func(_ int, r *Record) []Record {
+			return []Record{{Agent: r.Agent, Time: r.Time, Kind: Refusal}, {Agent: r.Agent, Time: r.Time, Kind: Refusal}}
 		},
 	} {
 		e := newEngine(t, nil)
 		rng := rand.New(rand.NewPCG(2, 2))
 		traffic(t, e, "a", rng, 0, 600)
-		for i := range 12 {
-			r := odd(i, 600*10*sec)
-			r.Agent = "a"
+		base := int64(600) * 10 * sec
+		for i := range 10 {
+			r := Record{Agent: "a", Time: base + int64(i)*sec/2, Kind: Message, Peer: fmt.Sprintf("peer-%d", i%3),
+				Bytes: 1000, Latency: 25 * time.Millisecond}
+			extra := odd(i, &r)
 			observe(t, e, r)
+			for _, x := range extra {
+				observe(t, e, x)
+			}
 		}
+		observe(t, e, Record{Agent: "a", Time: base + 7*sec, Kind: Event, Action: "read"})
 		got := traffic(t, e, "a", rng, 601, 1)
 		if len(got) != 1 || got[0].Model != "hst" || got[0].Time != 601*10*sec {
 			t.Errorf("%s: alerts %+v", name, got)
 		}
+	}
+	// The same interval with nothing odd does not alert.
+	e := newEngine(t, nil)
+	rng := rand.New(rand.NewPCG(2, 2))
+	traffic(t, e, "a", rng, 0, 600)
+	for i := range 10 {
+		observe(t, e, Record{Agent: "a", Time: 6000*sec + int64(i)*sec/2, Kind: Message, Peer: fmt.Sprintf("peer-%d", i%3),
+			Bytes: 1000, Latency: 25 * time.Millisecond})
+	}
+	observe(t, e, Record{Agent: "a", Time: 6007 * sec, Kind: Event, Action: "read"})
+	if got := traffic(t, e, "a", rng, 601, 1); len(got) != 0 {
+		t.Errorf("ordinary interval alerted: %+v", got)
 	}
 }
