@@ -101,13 +101,14 @@ func runDetect(cmd *cobra.Command, o detectOptions, in string) error {
 	params := map[string]any{}
 	for _, p := range o.params {
 		k, v, ok := strings.Cut(p, "=")
-		if !ok || strings.TrimSpace(k) == "" {
+		k = strings.TrimSpace(k)
+		if !ok || k == "" {
 			return usagef("--param %q: want key=value", p)
 		}
 		if _, dup := params[k]; dup {
 			return usagef("--param %s given twice", k)
 		}
-		params[strings.TrimSpace(k)] = v
+		params[k] = v
 	}
 	if o.algorithm == "" && !o.sequences {
 		o.algorithm = "hst"
@@ -141,6 +142,7 @@ func runDetect(cmd *cobra.Command, o detectOptions, in string) error {
 	}
 	tmp := o.out + ".tmp"
 	if err := os.WriteFile(tmp, result, 0o644); err != nil {
+		os.Remove(tmp)
 		return err
 	}
 	return os.Rename(tmp, o.out)

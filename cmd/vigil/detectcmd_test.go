@@ -151,6 +151,7 @@ func TestDetectBadInput(t *testing.T) {
 		{"unknown param", []string{"--param", "tres=3", detectData + "spike.csv"}, exitUsage, `unknown param "tres"`},
 		{"bad param value", []string{"--param", "trees=many", detectData + "spike.csv"}, exitUsage, `param "trees": many is not an integer`},
 		{"param without =", []string{"--param", "trees", detectData + "spike.csv"}, exitUsage, `want key=value`},
+		{"param twice", []string{"--param", "trees=2", "--param", " trees=3", detectData + "spike.csv"}, exitUsage, `--param trees given twice`},
 		{"out of range param", []string{"--param", "trees=0", detectData + "spike.csv"}, exitUsage, `Trees 0 out of range`},
 		{"bad delimiter", []string{"--delimiter", ";;", detectData + "spike.csv"}, exitUsage, `--delimiter ";;"`},
 		{"negative train rows", []string{"--train-rows", "-1", detectData + "spike.csv"}, exitUsage, `--train-rows -1`},
