@@ -48,6 +48,9 @@ bench-deps:
 bench: bench-deps
 	$(GO) test -run '^$$' -bench . -benchtime 2000x -timeout 60m ./consensus/... | tee bench.out
 	$(GO) test -run '^$$' -bench . -benchmem -timeout 30m ./identity/ | tee -a bench.out
+	$(GO) test -run '^$$' -bench . -benchtime 20000x -timeout 30m ./detector/multivar/ | tee -a bench.out
+	$(GO) test -run '^$$' -bench EngineRecords -benchtime 300000x ./detector/engine/ | tee -a bench.out
+	$(GO) test -run '^$$' -bench Engine10kAgents -benchtime 1x -timeout 30m ./detector/engine/ | tee -a bench.out
 
 # image builds vigil:dev FROM scratch around the static binary (nothing is pulled).
 image:

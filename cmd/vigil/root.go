@@ -31,6 +31,7 @@ registry of who may act replicated by Raft on every node, and cuts a revoked age
 	root.AddCommand(newKeygenCmd(), newInitCmd(), newDevCmd(), newConfigCmd(), newNodeCmd(),
 		newStatusCmd(), newMembersCmd(), newAgentCmd(), newVersionCmd())
 	root.AddCommand(newPolicyCmd(), newOperatorsCmd(), newAuditCmd(), newResponseCmd(), newApproveCmd(), newSubmitCmd())
+	root.AddCommand(newDetectCmd())
 	return root
 }
 
