@@ -14,6 +14,8 @@ const (
 	maxCheckpointFloats = 1 << 26
 	// maxCheckpointNodes caps the number of n-gram contexts in a checkpoint.
 	maxCheckpointNodes = 1 << 24
+	// maxCheckpointValue bounds the size of every stored float (trained weights stay far below).
+	maxCheckpointValue = 1e6
 )
 
 // enc appends little-endian values to a byte slice.
@@ -109,7 +111,8 @@ func (d *dec) length(what string, max, elem int) int {
 	return int(n)
 }
 
-// f32sInto reads a float32 array that must have exactly len(dst) elements, all finite.
+// f32sInto reads a float32 array that must have exactly len(dst) elements, each of size at
+// most maxCheckpointValue.
 func (d *dec) f32sInto(what string, dst []float32) {
 	n := d.length(what, maxCheckpointFloats, 4)
 	if d.err != nil {
@@ -122,8 +125,8 @@ func (d *dec) f32sInto(what string, dst []float32) {
 	for i := range dst {
 		v := math.Float32frombits(binary.LittleEndian.Uint32(d.b[d.off:]))
 		d.off += 4
-		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
-			d.fail(what, "value %d is not finite", i)
+		if !(math.Abs(float64(v)) <= maxCheckpointValue) {
+			d.fail(what, "value %d (%v) is not finite or over %g in size", i, v, maxCheckpointValue)
 			return
 		}
 		dst[i] = v

@@ -31,11 +31,17 @@ func bandScore(logits []float32, a int, g int, top []float32) float64 {
 			}
 		}
 	}
+	var s float64
 	if r < g {
-		return 0.5 * (1 - math.Exp(float64(la-mx)))
+		s = 0.5 * (1 - math.Exp(float64(la-mx)))
+	} else {
+		lg := kthLargest(logits, g, top)
+		s = 1 - 0.5*math.Exp(float64(la-lg))
 	}
-	lg := kthLargest(logits, g, top)
-	return 1 - 0.5*math.Exp(float64(la-lg))
+	if !(s >= 0 && s <= 1) { // NaN or infinite logits (only from absurd weights): say unusual
+		return 1
+	}
+	return s
 }
 
 // kthLargest returns the k-th largest value of v (1-based), using top[:k] as scratch.
