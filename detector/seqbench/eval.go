@@ -98,13 +98,21 @@ type ADFAResult struct {
 // ADFARun trains a model on the training traces and scores every validation and attack trace,
 // each session's score the aggregate agg of its action scores.
 func ADFARun(m detector.SequenceModel, d *ADFA, agg Aggregate, withEnd bool) (ADFAResult, error) {
-	res := ADFAResult{Family: map[string]float64{}, FamilyDR5: map[string]float64{}}
 	start := time.Now()
 	if err := m.Fit(d.Train); err != nil {
-		return res, err
+		return ADFAResult{}, err
 	}
-	res.Train = time.Since(start)
-	start = time.Now()
+	train := time.Since(start)
+	res := ADFAScore(m, d, agg, withEnd)
+	res.Train = train
+	return res, nil
+}
+
+// ADFAScore scores every validation and attack trace with a trained model (ADFARun without the
+// training).
+func ADFAScore(m detector.SequenceModel, d *ADFA, agg Aggregate, withEnd bool) ADFAResult {
+	res := ADFAResult{Family: map[string]float64{}, FamilyDR5: map[string]float64{}}
+	start := time.Now()
 	neg := ScoreSessions(m, d.Validation, agg, withEnd)
 	var pos []float64
 	for fam, traces := range d.Attack {
@@ -122,5 +130,5 @@ func ADFARun(m detector.SequenceModel, d *ADFA, agg Aggregate, withEnd bool) (AD
 	res.Score = time.Since(start)
 	res.AUC = AUC(pos, neg)
 	res.DR5, _ = DetectionAtFPR(pos, neg, 0.05)
-	return res, nil
+	return res
 }
