@@ -204,16 +204,17 @@ func (m *LSTM) token(a detector.Action) int {
 func (m *LSTM) cell(l, tok int, x, hPrev, cPrev, gates, c, tc, h []float32) {
 	H := m.cfg.Hidden
 	L := &m.lay[l]
+	gates = gates[:4*H]
 	if l == 0 {
 		row := L.wx[tok*4*H : (tok+1)*4*H]
-		for j := range gates[:4*H] {
-			gates[j] = L.b[j] + row[j] + dot(L.wh[j*H:(j+1)*H], hPrev)
+		for j := range gates {
+			gates[j] = L.b[j] + row[j]
 		}
 	} else {
-		for j := range gates[:4*H] {
-			gates[j] = L.b[j] + dot(L.wx[j*H:(j+1)*H], x) + dot(L.wh[j*H:(j+1)*H], hPrev)
-		}
+		copy(gates, L.b)
+		matvecAdd(L.wx, x, gates)
 	}
+	matvecAdd(L.wh, hPrev, gates)
 	for j := 0; j < H; j++ {
 		i := sigmoid(gates[j])
 		f := sigmoid(gates[H+j])
@@ -233,9 +234,8 @@ func (m *LSTM) cell(l, tok int, x, hPrev, cPrev, gates, c, tc, h []float32) {
 // output computes the logits of the next action from the top layer's h.
 func (m *LSTM) output(h, logits []float32) {
 	H := m.cfg.Hidden
-	for k := range logits {
-		logits[k] = m.by[k] + dot(m.wy[k*H:(k+1)*H], h)
-	}
+	copy(logits, m.by)
+	matvecAdd(m.wy[:len(logits)*H], h, logits)
 }
 
 // Start begins a session. Its state is Layers×2×Hidden float32 plus the previous token.

@@ -62,3 +62,30 @@ func expf(x float32) float32 {
 func sigmoid(x float32) float32 { return 1 / (1 + expf(-x)) }
 
 func tanh(x float32) float32 { return 2/(1+expf(-2*x)) - 1 }
+
+// matvecAdd adds W·x to y, W having len(y) rows of len(x) values, row-major. Four rows go
+// together so that each x[i] is loaded once per four products.
+func matvecAdd(w, x, y []float32) {
+	n := len(x)
+	j := 0
+	for ; j+4 <= len(y); j += 4 {
+		r0 := w[j*n : (j+1)*n][:len(x)]
+		r1 := w[(j+1)*n : (j+2)*n][:len(x)]
+		r2 := w[(j+2)*n : (j+3)*n][:len(x)]
+		r3 := w[(j+3)*n : (j+4)*n][:len(x)]
+		var s0, s1, s2, s3 float32
+		for i, v := range x {
+			s0 += r0[i] * v
+			s1 += r1[i] * v
+			s2 += r2[i] * v
+			s3 += r3[i] * v
+		}
+		y[j] += s0
+		y[j+1] += s1
+		y[j+2] += s2
+		y[j+3] += s3
+	}
+	for ; j < len(y); j++ {
+		y[j] += dot(w[j*n:(j+1)*n], x)
+	}
+}
