@@ -22,8 +22,8 @@
 //     goroutines and is deterministic for its Seed and Workers (on one platform).
 //   - A model is not safe for concurrent use: sessions of one model share its scratch space,
 //     so the caller serialises calls per model (per agent).
-//   - Observe allocates nothing. An LSTM session holds 2·Layers·Hidden + 4·Hidden float32; an
-//     n-gram session N−1 context symbols.
+//   - Observe allocates nothing. An LSTM session holds 2·Layers·Hidden float32; an n-gram
+//     session N−1 context symbols.
 //   - MarshalBinary then UnmarshalBinary, on a model with the same shape, restores exactly the
 //     same scores. The decoders refuse truncated, corrupt, oversized or mismatched input with
 //     ErrCheckpoint, naming the part, and leave the model unchanged.

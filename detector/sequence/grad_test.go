@@ -21,7 +21,7 @@ func seqLoss(m *LSTM, s []detector.Action) float64 {
 	for _, idx := range targets {
 		// replicate Observe's step, then the softmax
 		H, L := m.cfg.Hidden, m.cfg.Layers
-		gates := sess.st[2*L*H:]
+		gates := m.gates
 		for l := 0; l < L; l++ {
 			h := sess.st[l*H : (l+1)*H]
 			c := sess.st[(L+l)*H : (L+l+1)*H]

@@ -106,7 +106,7 @@ type LSTM struct {
 	wy, by  []float32
 
 	// scoring scratch, shared by sessions (calls are serialised per model)
-	logits, top []float32
+	logits, top, gates []float32
 }
 
 type lstmLayer struct {
@@ -148,6 +148,7 @@ func (m *LSTM) alloc(voc vocab) {
 	m.p, m.m, m.v = make([]float32, n), make([]float32, n), make([]float32, n)
 	m.lay, m.wy, m.by = sliceParams(m.cfg, m.k, m.p)
 	m.logits = make([]float32, m.k+1)
+	m.gates = make([]float32, 4*m.cfg.Hidden)
 }
 
 func sliceParams(c LSTMConfig, k int, p []float32) ([]lstmLayer, []float32, []float32) {
@@ -238,16 +239,16 @@ func (m *LSTM) output(h, logits []float32) {
 	matvecAdd(m.wy[:len(logits)*H], h, logits)
 }
 
-// Start begins a session. Its state is Layers×2×Hidden float32 plus the previous token.
+// Start begins a session. Its state is 2×Layers×Hidden float32 plus the previous token.
 func (m *LSTM) Start() detector.Session {
 	H, L := m.cfg.Hidden, m.cfg.Layers
-	st := make([]float32, 2*L*H+4*H)
+	st := make([]float32, 2*L*H)
 	return &lstmSession{m: m, st: st, prev: m.k + 1}
 }
 
 type lstmSession struct {
 	m    *LSTM
-	st   []float32 // h for each layer, then c for each layer, then gate scratch (4H)
+	st   []float32 // h for each layer, then c for each layer
 	prev int       // previous token (session start: k+1)
 }
 
@@ -287,7 +288,7 @@ func (s *lstmSession) End() float64 {
 func (s *lstmSession) step() {
 	m := s.m
 	H, L := m.cfg.Hidden, m.cfg.Layers
-	gates := s.st[2*L*H:]
+	gates := m.gates
 	for l := 0; l < L; l++ {
 		h := s.st[l*H : (l+1)*H]
 		c := s.st[(L+l)*H : (L+l+1)*H]
