@@ -32,9 +32,17 @@ func ngramSpec(n int) modelSpec {
 }
 
 func lstmSpec(hidden, layers, epochs int) modelSpec {
-	return modelSpec{fmt.Sprintf("lstm H=%d L=%d top-9, %d epochs", hidden, layers, epochs), func() (detector.SequenceModel, error) {
+	return lstmBatchSpec(hidden, layers, epochs, sequence.DefaultLSTMConfig().BatchSize)
+}
+
+func lstmBatchSpec(hidden, layers, epochs, batch int) modelSpec {
+	name := fmt.Sprintf("lstm H=%d L=%d top-9, %d epochs", hidden, layers, epochs)
+	if batch != sequence.DefaultLSTMConfig().BatchSize {
+		name += fmt.Sprintf(", batch %d", batch)
+	}
+	return modelSpec{name, func() (detector.SequenceModel, error) {
 		c := sequence.DefaultLSTMConfig()
-		c.Hidden, c.Layers, c.Epochs = hidden, layers, epochs
+		c.Hidden, c.Layers, c.Epochs, c.BatchSize = hidden, layers, epochs, batch
 		return sequence.NewLSTM(c)
 	}}
 }
@@ -129,7 +137,10 @@ func TestADFABench(t *testing.T) {
 		{ngramSpec(5), d.Train, 0.75},
 	}
 	if full {
-		rows = append(rows, row{lstmSpec(32, 1, 10), d.Train, 0.75}, row{lstmSpec(64, 2, 10), d.Train, 0.75})
+		rows = append(rows,
+			row{lstmSpec(32, 1, 10), d.Train, 0.75},
+			row{lstmBatchSpec(32, 1, 30, 8), d.Train, 0.8},
+			row{lstmSpec(64, 2, 10), d.Train, 0.75})
 	} else {
 		small := modelSpec{"lstm H=16 L=1, 1 epoch, 1/5 of training", func() (detector.SequenceModel, error) {
 			c := sequence.DefaultLSTMConfig()
