@@ -291,7 +291,8 @@ type ngSession struct {
 // Observe scores a after the session so far, then moves the session on (and, when the model
 // is Online, counts it).
 func (s *ngSession) Observe(a detector.Action) float64 {
-	if a == end {
+	if a == 0 { // "never seen": unusual, and part of the context that follows
+		s.hist = push(s.hist, 0, s.m.cfg.N-1)
 		return 1
 	}
 	sc := s.m.score(s.hist, a)
