@@ -288,6 +288,9 @@ func (s *lstmSession) End() float64 {
 func (s *lstmSession) step() {
 	m := s.m
 	H, L := m.cfg.Hidden, m.cfg.Layers
+	if s.prev > m.k+1 { // started before a restore to a smaller vocabulary
+		s.prev = m.k
+	}
 	gates := m.gates
 	for l := 0; l < L; l++ {
 		h := s.st[l*H : (l+1)*H]
@@ -313,7 +316,7 @@ func (m *LSTM) Fit(sessions [][]detector.Action) error {
 			return nil
 		}
 		m.alloc(voc)
-		m.init(rand.New(rand.NewPCG(m.cfg.Seed, 0x9e3779b97f4a7c15)))
+		m.init(newRand(m.cfg.Seed))
 	}
 	uniq, w := dedup(sessions)
 	r := rand.New(rand.NewPCG(m.cfg.Seed, m.fits+1))

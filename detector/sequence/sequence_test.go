@@ -424,3 +424,25 @@ func TestLimits(t *testing.T) {
 		t.Fatalf("refused Fit left %d contexts", n.Contexts())
 	}
 }
+
+// TestLSTMSessionAcrossRestore: a session started before the model is restored to a smaller
+// vocabulary keeps working (its previous token is treated as unknown).
+func TestLSTMSessionAcrossRestore(t *testing.T) {
+	c := DefaultLSTMConfig()
+	c.Hidden, c.Epochs = 4, 1
+	big, _ := NewLSTM(c)
+	_ = big.Fit([][]detector.Action{{1, 2, 3, 4, 5, 6, 7, 8, 9}})
+	small, _ := NewLSTM(c)
+	_ = small.Fit([][]detector.Action{{1, 2}})
+	cp, _ := small.MarshalBinary()
+	s := big.Start()
+	for _, a := range []detector.Action{1, 9, 9} {
+		s.Observe(a)
+	}
+	if err := big.UnmarshalBinary(cp); err != nil {
+		t.Fatal(err)
+	}
+	if v := s.Observe(1); !(v >= 0 && v <= 1) {
+		t.Fatalf("score %v", v)
+	}
+}
