@@ -446,3 +446,28 @@ func TestLSTMSessionAcrossRestore(t *testing.T) {
 		t.Fatalf("score %v", v)
 	}
 }
+
+// TestLSTMFeedbackAfterRestore: the checkpoint carries the optimiser's state, so feedback and
+// further training after a restore give exactly what they give on the original.
+func TestLSTMFeedbackAfterRestore(t *testing.T) {
+	a := fitted(t, impls[1]).(*LSTM)
+	cp, _ := a.MarshalBinary()
+	b := testLSTM(t).(*LSTM)
+	if err := b.UnmarshalBinary(cp); err != nil {
+		t.Fatal(err)
+	}
+	fp := []detector.Action{1, 2, 3, 4, 5, 6, 3, 7}
+	for _, m := range []*LSTM{a, b} {
+		if err := m.Feedback(fp); err != nil {
+			t.Fatal(err)
+		}
+		if err := m.Fit(corpus(20, 9)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	x, _ := a.MarshalBinary()
+	y, _ := b.MarshalBinary()
+	if !bytes.Equal(x, y) {
+		t.Fatal("feedback and training after a restore diverge from the original")
+	}
+}
