@@ -131,38 +131,12 @@ func (m *NGram) Feedback(session []detector.Action) error {
 // contextsAfter counts the contexts the model would hold after fitting sessions.
 func (m *NGram) contextsAfter(sessions [][]detector.Action) int {
 	type key struct {
-		parent int64
+		parent int64 // an existing node (≥ 0) or a new one (< 0)
 		k      uint64
 	}
 	extra := make(map[key]int64)
-	n := len(m.nodes)
-	hist := make([]uint64, 0, m.cfg.N)
-	for _, s := range sessions {
-		hist = append(hist[:0], bos)
-		for _, a := range s {
-			if a != 0 {
-				var cur int64
-				for d := 1; d <= len(hist) && d <= m.cfg.N-1; d++ {
-					k := hist[len(hist)-d]
-					if cur >= 0 {
-						if c, ok := m.nodes[cur].child[k]; ok {
-							cur = int64(c)
-							continue
-						}
-					}
-					kk := key{cur, k}
-					id, ok := extra[kk]
-					if !ok {
-						id = -int64(len(extra)) - 1
-						extra[kk] = id
-						n++
-					}
-					cur = id
-				}
-			}
-			hist = push(hist, uint64(a), m.cfg.N-1)
-		}
-		// the end of the session is counted after the last context as well
+	// walk follows hist's suffixes as add would, recording the contexts add would create.
+	walk := func(hist []uint64) {
 		var cur int64
 		for d := 1; d <= len(hist) && d <= m.cfg.N-1; d++ {
 			k := hist[len(hist)-d]
@@ -172,17 +146,26 @@ func (m *NGram) contextsAfter(sessions [][]detector.Action) int {
 					continue
 				}
 			}
-			kk := key{cur, k}
-			id, ok := extra[kk]
+			id, ok := extra[key{cur, k}]
 			if !ok {
 				id = -int64(len(extra)) - 1
-				extra[kk] = id
-				n++
+				extra[key{cur, k}] = id
 			}
 			cur = id
 		}
 	}
-	return n
+	hist := make([]uint64, 0, m.cfg.N)
+	for _, s := range sessions {
+		hist = append(hist[:0], bos)
+		for _, a := range s {
+			if a != 0 {
+				walk(hist)
+			}
+			hist = push(hist, uint64(a), m.cfg.N-1)
+		}
+		walk(hist) // the end of the session is counted after the last context too
+	}
+	return len(m.nodes) + len(extra)
 }
 
 // push appends k to the history, keeping the last keep entries.
