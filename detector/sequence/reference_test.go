@@ -196,3 +196,22 @@ func TestNGramMatchesReference(t *testing.T) {
 		}
 	}
 }
+
+// TestNGramContextCount: the dry run that enforces MaxContexts predicts exactly the contexts Fit
+// creates, on a first and on a later Fit.
+func TestNGramContextCount(t *testing.T) {
+	for n := 1; n <= 6; n++ {
+		c := DefaultNGramConfig()
+		c.N = n
+		m, _ := NewNGram(c)
+		for i, train := range [][][]detector.Action{randomSessions(30, 9, uint64(n)), randomSessions(30, 12, uint64(n+10))} {
+			want := m.contextsAfter(train)
+			if err := m.Fit(train); err != nil {
+				t.Fatal(err)
+			}
+			if m.Contexts() != want {
+				t.Fatalf("N=%d fit %d: predicted %d contexts, Fit made %d", n, i, want, m.Contexts())
+			}
+		}
+	}
+}
