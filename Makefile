@@ -8,6 +8,7 @@ FUZZTIME  ?= 3s
 DEVDIR    ?= .vigil-dev
 
 .PHONY: image test-docker generate all build run test test-unit fmt-check vet lint fuzz fuzz-short bench bench-deps clean
+.PHONY: bench-detect-seq
 
 all: build
 
@@ -51,6 +52,12 @@ bench: bench-deps
 	$(GO) test -run '^$$' -bench . -benchtime 20000x -timeout 30m ./detector/multivar/ | tee -a bench.out
 	$(GO) test -run '^$$' -bench EngineRecords -benchtime 300000x ./detector/engine/ | tee -a bench.out
 	$(GO) test -run '^$$' -bench Engine10kAgents -benchtime 1x -timeout 30m ./detector/engine/ | tee -a bench.out
+
+# bench-detect-seq: the sequence models (n-gram, LSTM) on HDFS and ADFA-LD with full training, and
+# their scoring throughput beside a bigram-lookup baseline; see docs/benchmarks.md.
+bench-detect-seq:
+	VIGIL_BENCH_SEQ=1 $(GO) test -count=1 -v -run 'TestHDFSBench|TestADFABench|TestModelMemory' -timeout 60m ./detector/seqbench/
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime 200000x ./detector/sequence/
 
 # image builds vigil:dev FROM scratch around the static binary (nothing is pulled).
 image:
