@@ -177,6 +177,7 @@ func (n *Node) consensusNode() *consensus.Node { return n.cons.Load() }
 func (n *Node) serveAdmin(cons *consensus.Node) error {
 	ac := admin.DefaultConfig()
 	ac.Key, ac.Logger = n.key, n.log
+	ac.Activity = n.telemetry.Query
 	n.admin = admin.NewServer(cons, ac)
 	n.closers = append(n.closers, n.admin.Close)
 	ln, err := net.Listen("tcp", n.cfg.Listen.Admin)
