@@ -3,13 +3,19 @@ package node
 import (
 	"context"
 	"crypto/rand"
+	"encoding/binary"
 	"errors"
 	"strings"
 	"testing"
 	"time"
 
+	"connectrpc.com/connect"
+	"github.com/libp2p/go-libp2p/core/protocol"
+
 	"github.com/vigil-mesh/vigil/agent"
 	"github.com/vigil-mesh/vigil/identity"
+	"github.com/vigil-mesh/vigil/node/admin/adminv1"
+	"github.com/vigil-mesh/vigil/node/admin/client"
 	"github.com/vigil-mesh/vigil/node/agentproto"
 	"github.com/vigil-mesh/vigil/node/enforce"
 	"github.com/vigil-mesh/vigil/node/telemetry"
@@ -344,5 +350,116 @@ func TestE2EKeyRotation(t *testing.T) {
 	subjects := strings.Join(last.Subjects, " ")
 	if last.Kind != identity.KindRotateAgentKey || !strings.Contains(subjects, old.ID().String()) || !strings.Contains(subjects, newKey.ID().String()) {
 		t.Fatalf("last audit entry %+v", last)
+	}
+}
+
+// TestE2EMalformedFramesToNode: oversized and malformed frames on the messaging protocols of a
+// live node end the stream (reset) without an answer or a crash; the node keeps serving.
+func TestE2EMalformedFramesToNode(t *testing.T) {
+	c := startE2ECluster(t, 1)
+	pk := c.registerWith("planner", []string{"ask:*"}, nil)
+	planner := connectAgent(t, pk, c.nodes[0])
+	planner.Handle("", func(context.Context, agent.Message) error { return nil })
+	ah := newAgentHost(t, pk)
+	ai := addrInfo(c.nodes[0])
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := ah.Connect(ctx, ai); err != nil {
+		t.Fatal(err)
+	}
+	for _, proto := range []protocol.ID{agentproto.SendProtocol, agentproto.RelayProtocol, agentproto.ReportProtocol,
+		agentproto.LocateProtocol, agentproto.SessionProtocol} {
+		for name, frame := range map[string][]byte{
+			"4 GiB length": {0xff, 0xff, 0xff, 0xff, 1, 2, 3},
+			"over the cap": binary.BigEndian.AppendUint32(nil, agentproto.MaxEnvelopeSize+1),
+			"garbage":      {0, 0, 0, 3, 99, 1, 2},
+			"truncated":    {0, 0, 0, 9, 16, 0, 5, 'a'},
+		} {
+			s, err := ah.NewStream(ctx, ai.ID, proto)
+			if err != nil {
+				t.Fatalf("%s: %v", proto, err)
+			}
+			_ = s.SetDeadline(time.Now().Add(5 * time.Second))
+			_, _ = s.Write(frame)
+			_ = s.CloseWrite()
+			m, err := agentproto.ReadEnvelope(s)
+			_ = s.Reset()
+			if proto == agentproto.SessionProtocol {
+				// The session protocol answers a bad attach request with a refusal, as /vigil/agent/1 does.
+				if r, ok := m.(*agentproto.Refusal); err != nil || !ok || r.Code != agentproto.CodeBadRequest {
+					t.Fatalf("%s %s: %#v %v", proto, name, m, err)
+				}
+				continue
+			}
+			if err == nil {
+				t.Fatalf("%s %s: answered %#v", proto, name, m)
+			}
+		}
+	}
+	// Still serving: a real message goes through.
+	if _, err := planner.Send(ctx, "planner", "ask", []byte("still here")); err != nil {
+		t.Fatalf("send after the malformed frames: %v", err)
+	}
+}
+
+// TestE2EAgentActivityAdminAPI: the admin API's AgentActivity answers an operator from the
+// node's telemetry (a send and a refusal), and refuses an agent key.
+func TestE2EAgentActivityAdminAPI(t *testing.T) {
+	c := startE2ECluster(t, 1)
+	pk := c.registerWith("planner", []string{"ask:planner"}, nil)
+	planner := connectAgent(t, pk, c.nodes[0])
+	planner.Handle("", func(context.Context, agent.Message) error { return nil })
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if _, err := planner.Send(ctx, "planner", "ask", []byte("self")); err != nil {
+		t.Fatal(err)
+	}
+	_, err := planner.Send(ctx, "planner", "tell", nil)
+	wantRefused(t, err, agentproto.CodeNoCapability, "sender-node", "tell:planner")
+
+	n := c.nodes[0]
+	ac, err := client.Dial(n.AdminAddr().String(), n.ID().Peer(), c.op)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := ac.AgentActivity(ctx, connect.NewRequest(&adminv1.AgentActivityRequest{Agent: "planner"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, r := range resp.Msg.Records {
+		got = append(got, r.Kind+"/"+r.Action+"/"+r.Outcome)
+	}
+	if strings.Join(got, " ") != "receive/ask/ok send/ask/ok send/tell/no_capability" {
+		t.Fatalf("activity %v", got)
+	}
+	agentClient, err := client.Dial(n.AdminAddr().String(), n.ID().Peer(), pk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := agentClient.AgentActivity(ctx, connect.NewRequest(&adminv1.AgentActivityRequest{Agent: "planner"})); connect.CodeOf(err) != connect.CodePermissionDenied {
+		t.Fatalf("an agent key asked for activity: %v", err)
+	}
+}
+
+// TestE2EAgentFailsOverToNextNode: the first configured node is down; Connect attaches to the
+// next one.
+func TestE2EAgentFailsOverToNextNode(t *testing.T) {
+	c := startE2ECluster(t, 2)
+	pk := c.registerWith("planner", nil, nil)
+	down := nodeAddr(c.nodes[0])
+	c.stop(0)
+	cfg := agent.DefaultConfig()
+	cfg.Key, cfg.Nodes = pk, []string{down, nodeAddr(c.nodes[1])}
+	cfg.ReconnectMin, cfg.ReconnectMax = 10*time.Millisecond, 200*time.Millisecond
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cl, err := agent.Connect(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if got := cl.Registration().Node; got != c.nodes[1].ID() {
+		t.Fatalf("attached to %s, want node-2", got)
 	}
 }

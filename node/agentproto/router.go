@@ -287,7 +287,8 @@ func (r *Router) onSend(p peer.ID, m Message) Message {
 	rec := telemetry.Record{Time: start, AgentID: p.String(), Kind: telemetry.KindSend, Action: send.Capability,
 		Peer: send.To, Bytes: len(send.Body)}
 	answer := r.send(p, send, start, &rec)
-	rec.Latency = r.cfg.Now().Sub(start)
+	rec.Time = r.cfg.Now()
+	rec.Latency = rec.Time.Sub(start)
 	if ref, ok := answer.(*MsgRefusal); ok {
 		rec.Outcome, rec.Hop = ref.Code, ref.Hop.String()
 	} else {
@@ -367,7 +368,8 @@ func (r *Router) deliverLocal(ctx context.Context, sender, dest identity.Agent, 
 	rec := telemetry.Record{Time: start, Agent: dest.Name, AgentID: dest.ID.String(), Kind: telemetry.KindReceive,
 		Action: d.Capability, Peer: sender.Name, Bytes: len(d.Body)}
 	answer := r.deliverTo(ctx, dest, d)
-	rec.Latency = r.cfg.Now().Sub(start)
+	rec.Time = r.cfg.Now()
+	rec.Latency = rec.Time.Sub(start)
 	if ref, ok := answer.(*MsgRefusal); ok {
 		rec.Outcome, rec.Hop = ref.Code, ref.Hop.String()
 	} else {
@@ -409,7 +411,8 @@ func (r *Router) onRelay(n peer.ID, m Message) Message {
 	rec := telemetry.Record{Time: start, AgentID: rl.To.String(), Kind: telemetry.KindReceive, Action: rl.Capability,
 		Peer: rl.From.String(), Bytes: len(rl.Body)}
 	refuse := func(ref *MsgRefusal) Message {
-		rec.Outcome, rec.Hop, rec.Latency = ref.Code, ref.Hop.String(), r.cfg.Now().Sub(start)
+		rec.Time = r.cfg.Now()
+		rec.Outcome, rec.Hop, rec.Latency = ref.Code, ref.Hop.String(), rec.Time.Sub(start)
 		r.cfg.Record(rec)
 		return ref
 	}

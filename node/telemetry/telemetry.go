@@ -20,7 +20,7 @@ const OutcomeOK = "ok"
 
 // Record is one thing an agent did, as its node saw it.
 type Record struct {
-	Time    time.Time     // when the node recorded it
+	Time    time.Time     // when the node recorded it: the end of the operation
 	Agent   string        // the agent's name
 	AgentID string        // the agent's peer ID
 	Kind    string        // KindSend, KindReceive, KindEvent
@@ -120,7 +120,7 @@ func (b *Buffer) Query(q Query) []Record {
 	for i := 0; i < b.n && len(out) < limit; i++ {
 		r := b.recs[(b.next-1-i+2*len(b.recs))%len(b.recs)]
 		if !q.Since.IsZero() && r.Time.Before(q.Since) {
-			break // records are added in time order (one clock), so older ones follow
+			continue // concurrent writers may add records slightly out of time order
 		}
 		if q.Agent != "" && r.Agent != q.Agent && r.AgentID != q.Agent {
 			continue
