@@ -26,6 +26,9 @@ const (
 	attachTimeout  = 10 * time.Second
 	handlerTimeout = 10 * time.Second
 	notifyBuffer   = 32
+	// minStableSession: a session shorter than this is followed by a backoff wait, not an
+	// immediate retry, so a node that keeps dropping the agent is not hammered.
+	minStableSession = time.Second
 )
 
 // Client is an agent attached to a node. Its methods are safe for concurrent use.
@@ -357,7 +360,6 @@ func (c *Client) run(first chan<- error) {
 		var refused *RefusedError
 		switch {
 		case err == nil:
-			delay = c.cfg.ReconnectMin
 			c.mu.Lock()
 			c.reg, c.node, c.session, c.cutOff = reg, ai.ID, st, ""
 			close(c.up)
@@ -365,6 +367,7 @@ func (c *Client) run(first chan<- error) {
 			c.cfg.Logger.Info("agent: attached", "node", ai.ID.String())
 			c.setState(StateConnected, ai.ID, "")
 			report(nil)
+			began := time.Now()
 			notice := waitSession(st)
 			c.mu.Lock()
 			c.node, c.session, c.up = "", nil, make(chan struct{})
@@ -383,7 +386,11 @@ func (c *Client) run(first chan<- error) {
 				delay = c.cfg.ReconnectMax // do not hammer a node that cut us off
 			} else {
 				c.cfg.Logger.Info("agent: session ended, reconnecting", "node", ai.ID.String())
-				continue // try the same node again at once, then back off
+				if time.Since(began) >= minStableSession {
+					delay = c.cfg.ReconnectMin
+					continue // a session that had lasted: try the same node again at once
+				}
+				// A session that ends at once (a node that accepts and drops us) backs off.
 			}
 		case errors.As(err, &refused):
 			c.mu.Lock()
