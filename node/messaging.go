@@ -16,7 +16,7 @@ import (
 // startMessaging starts agent messaging (agentproto.Router) and the telemetry buffer, and
 // registers the message counters. Called by Start after the agent protocol server.
 func (n *Node) startMessaging() error {
-	n.telemetry = telemetry.New(telemetry.DefaultSize)
+	n.telemetry = telemetry.New(int(n.cfg.Agents.TelemetryRecords))
 	msgs := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "vigil_agent_messages_total",
 		Help: "Agent messages and reported events this node handled, by kind (send, receive, event) and outcome (ok or the refusal code).",
@@ -30,6 +30,7 @@ func (n *Node) startMessaging() error {
 
 	rc := agentproto.DefaultRouterConfig()
 	rc.Logger = n.log
+	rc.MaxBody = int(n.cfg.Agents.MaxMessageBytes)
 	rc.Record = n.telemetry.Add
 	rc.Nodes = n.nodeAddrs
 	r, err := agentproto.NewRouter(n.agents, rc)
