@@ -158,6 +158,14 @@ func TestE2EMessaging(t *testing.T) {
 	}
 	_, err = worker.Send(ctx, "planner", "reply", nil)
 	wantRefused(t, err, agentproto.CodeNoHandler, "receiver", "handles")
+	// And back: the worker answers once the planner handles "reply".
+	planner.Handle("reply", func(_ context.Context, m agent.Message) error { got <- m; return nil })
+	if _, err := worker.Send(ctx, "planner", "reply", []byte("answer")); err != nil {
+		t.Fatalf("worker → planner: %v", err)
+	}
+	if m := <-got; m.From != "worker" || string(m.Body) != "answer" {
+		t.Fatalf("planner got %+v", m)
+	}
 	if _, err := planner.Send(ctx, "worker", "ask:x", nil); !errors.Is(err, agent.ErrInvalidArgument) {
 		t.Fatalf("capability with a target: %v", err)
 	}
@@ -192,7 +200,7 @@ func TestE2EMessaging(t *testing.T) {
 	for _, r := range n2 {
 		kinds[r.Kind+"/"+r.Outcome]++
 	}
-	if kinds["receive/ok"] != 2 || kinds["send/no_capability"] != 1 || kinds["event/ok"] != 2 || kinds["receive/handler_error"] != 1 {
+	if kinds["receive/ok"] != 2 || kinds["send/ok"] != 1 || kinds["send/no_capability"] != 1 || kinds["event/ok"] != 2 || kinds["receive/handler_error"] != 1 {
 		t.Fatalf("node-2 worker records %v", kinds)
 	}
 	if _, _, _, total := c.nodes[2].Telemetry().Stats(); total != 0 {
