@@ -149,6 +149,12 @@ func TestE2EMessaging(t *testing.T) {
 	wantRefused(t, err, agentproto.CodeNoCapability, "sender-node", "capability ask:planner not held by worker")
 	_, err = planner.Send(ctx, "nobody", "ask", nil)
 	wantRefused(t, err, agentproto.CodeUnknownDestination, "sender-node", "registered agent")
+	// Registered, allowed, but attached nowhere: refused, twice (the second from the missing cache).
+	c.registerWith("idle", nil, map[string]string{"site": "north"})
+	for range 2 {
+		_, err = planner.Send(ctx, "idle", "ping", nil)
+		wantRefused(t, err, agentproto.CodeDestinationUnreachable, "sender-node", "attached")
+	}
 	_, err = planner.Send(ctx, "local", "ask", nil)
 	wantRefused(t, err, agentproto.CodeNoCapability, "sender-node", "ask:local")
 	_, err = planner.Send(ctx, "worker", "ping", nil)
@@ -202,6 +208,14 @@ func TestE2EMessaging(t *testing.T) {
 	}
 	if kinds["receive/ok"] != 2 || kinds["send/ok"] != 1 || kinds["send/no_capability"] != 1 || kinds["event/ok"] != 2 || kinds["receive/handler_error"] != 1 {
 		t.Fatalf("node-2 worker records %v", kinds)
+	}
+	code, body := get(t, c.nodes[0], "/metrics")
+	for _, want := range []string{`vigil_agent_messages_total{kind="send",outcome="ok"} 3`,
+		`vigil_agent_messages_total{kind="send",outcome="destination_unreachable"} 2`,
+		`vigil_agent_messages_total{kind="receive",outcome="ok"} 2`} {
+		if code != 200 || !strings.Contains(body, want) {
+			t.Errorf("node-1 /metrics lacks %s", want)
+		}
 	}
 	if _, _, _, total := c.nodes[2].Telemetry().Stats(); total != 0 {
 		t.Fatalf("node-3 recorded %d records for agents it does not hold", total)

@@ -78,7 +78,8 @@ type Router struct {
 
 	mu       sync.Mutex
 	sessions map[peer.ID]*session
-	where    map[peer.ID]peer.ID // destination agent → the node it was last found on
+	where    map[peer.ID]peer.ID   // destination agent → the node it was last found on
+	missing  map[peer.ID]time.Time // destination agent → when a locate last found it nowhere
 
 	names atomic.Pointer[nameIndex]
 }
@@ -111,6 +112,13 @@ func (s *session) close(n *Notice) {
 	})
 }
 
+// missingTTL is how long a destination found on no node is answered destination_unreachable
+// without a new fan-out query; maxMissing bounds that memory.
+const (
+	missingTTL = time.Second
+	maxMissing = 4096
+)
+
 type nameIndex struct {
 	v     *enforce.View
 	names map[string]peer.ID
@@ -131,7 +139,8 @@ func NewRouter(srv *Server, cfg RouterConfig) (*Router, error) {
 	h := srv.h
 	r := &Router{srv: srv, cfg: cfg, prefix: hex.EncodeToString(pfx[:]) + "-",
 		deliver: NewPool(h, DeliverProtocol, true), relay: NewPool(h, RelayProtocol, false),
-		locate: NewPool(h, LocateProtocol, false), sessions: map[peer.ID]*session{}, where: map[peer.ID]peer.ID{}}
+		locate: NewPool(h, LocateProtocol, false), sessions: map[peer.ID]*session{}, where: map[peer.ID]peer.ID{},
+		missing: map[peer.ID]time.Time{}}
 	if r.cfg.Nodes == nil {
 		r.cfg.Nodes = r.viewNodes
 	}
@@ -246,11 +255,15 @@ func (r *Router) handleSession(st network.Stream) {
 
 func (r *Router) endSession(p peer.ID, s *session) {
 	r.mu.Lock()
-	if r.sessions[p] == s {
+	current := r.sessions[p] == s
+	if current {
 		delete(r.sessions, p)
 	}
 	r.mu.Unlock()
 	s.close(nil)
+	if current {
+		r.deliver.Forget(p) // its idle delivery streams died with the session's connection
+	}
 }
 
 func (r *Router) newID() string { return r.prefix + strconv.FormatUint(r.seq.Add(1), 36) }
@@ -480,9 +493,15 @@ func (r *Router) locateAgent(ctx context.Context, p peer.ID, fresh bool) (peer.I
 	if !fresh {
 		r.mu.Lock()
 		n, ok := r.where[p]
+		miss, missed := r.missing[p]
 		r.mu.Unlock()
 		if ok {
 			return n, true
+		}
+		// A destination found nowhere a moment ago is not looked for again at once, so a sender
+		// cannot make this node query every other node for each message.
+		if missed && r.cfg.Now().Sub(miss) < missingTTL {
+			return "", false
 		}
 	}
 	ctx, cancel := context.WithTimeout(ctx, r.cfg.LocateTimeout)
@@ -511,11 +530,17 @@ func (r *Router) locateAgent(ctx context.Context, p peer.ID, fresh bool) (peer.I
 	}
 	go func() { wg.Wait(); close(found) }()
 	n, ok := <-found
+	r.mu.Lock()
 	if ok {
-		r.mu.Lock()
 		r.where[p] = n
-		r.mu.Unlock()
+		delete(r.missing, p)
+	} else {
+		if len(r.missing) >= maxMissing {
+			clear(r.missing)
+		}
+		r.missing[p] = r.cfg.Now()
 	}
+	r.mu.Unlock()
 	return n, ok
 }
 
