@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -24,6 +25,109 @@ import (
 //
 //	go test -run '^$' -bench BenchmarkAgentMessaging -benchtime 2000x ./node/
 func BenchmarkAgentMessaging(b *testing.B) {
+	paths := setupMessagingBench(b)
+	ctx := context.Background()
+	// Warm the paths (locate, stream negotiation).
+	for range 20 {
+		for _, send := range paths {
+			if err := send(ctx); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	samples := make([][]time.Duration, len(paths))
+	b.ResetTimer()
+	for range b.N {
+		for i, send := range paths {
+			t0 := time.Now()
+			if err := send(ctx); err != nil {
+				b.Fatal(err)
+			}
+			samples[i] = append(samples[i], time.Since(t0))
+		}
+	}
+	b.StopTimer()
+	auth, base, three := samples[0], samples[1], samples[2]
+	for _, s := range samples {
+		slices.Sort(s)
+	}
+	b.ReportMetric(ms(percentile(auth, 0.5)), "auth-p50-ms")
+	b.ReportMetric(ms(percentile(auth, 0.99)), "auth-p99-ms")
+	b.ReportMetric(ms(percentile(base, 0.5)), "bare-p50-ms")
+	b.ReportMetric(ms(percentile(base, 0.99)), "bare-p99-ms")
+	b.ReportMetric(ms(percentile(three, 0.5)), "bare3hop-p50-ms")
+	b.ReportMetric(ms(percentile(three, 0.99)), "bare3hop-p99-ms")
+	b.ReportMetric(float64(percentile(auth, 0.5))/float64(percentile(base, 0.5)), "p50-ratio")
+	b.ReportMetric(float64(percentile(auth, 0.5))/float64(percentile(three, 0.5)), "p50-ratio-3hop")
+	b.ReportMetric(rate(auth), "auth-msgs/s")
+	b.ReportMetric(rate(base), "bare-msgs/s")
+}
+
+// BenchmarkAgentMessagingParallel measures throughput with 8 concurrent senders sharing one
+// client: rounds of 200 messages per path, alternating authorised, bare 1 hop and bare 3 hops,
+// so all three see the same machine load. Reports messages/s per path.
+//
+//	go test -run '^$' -bench BenchmarkAgentMessagingParallel -benchtime 20x ./node/
+func BenchmarkAgentMessagingParallel(b *testing.B) {
+	const senders, round = 8, 200
+	paths := setupMessagingBench(b)
+	ctx := context.Background()
+	elapsed := make([]time.Duration, len(paths))
+	runRound := func(send func(context.Context) error) time.Duration {
+		var wg sync.WaitGroup
+		errs := make(chan error, senders)
+		t0 := time.Now()
+		for range senders {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for range round / senders {
+					if err := send(ctx); err != nil {
+						errs <- err
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		d := time.Since(t0)
+		select {
+		case err := <-errs:
+			b.Fatal(err)
+		default:
+		}
+		return d
+	}
+	for _, send := range paths {
+		runRound(send) // warm: one stream per sender on every hop
+	}
+	b.ResetTimer()
+	for range b.N {
+		for i, send := range paths {
+			elapsed[i] += runRound(send)
+		}
+	}
+	b.StopTimer()
+	msgs := float64(b.N * round)
+	b.ReportMetric(msgs/elapsed[0].Seconds(), "auth-msgs/s")
+	b.ReportMetric(msgs/elapsed[1].Seconds(), "bare-msgs/s")
+	b.ReportMetric(msgs/elapsed[2].Seconds(), "bare3hop-msgs/s")
+}
+
+func rate(ds []time.Duration) float64 {
+	var sum time.Duration
+	for _, d := range ds {
+		sum += d
+	}
+	return float64(len(ds)) / sum.Seconds()
+}
+
+// setupMessagingBench returns three ways to send the same 256-byte message and wait for its
+// acknowledgement: [0] authorised through the SDK, agent → node-1 → node-2 → agent on a 2-node
+// cluster; [1] a bare libp2p stream between two hosts (TLS, a reused stream, the same frame
+// codec, an Ack back); [2] bare streams over the same number of hops as [0] (client → relay →
+// relay → end, each relay forwarding frame and Ack, with no authorisation, telemetry or SDK).
+func setupMessagingBench(b *testing.B) []func(context.Context) error {
 	c := startE2ECluster(b, 2)
 	sk := c.registerWith("bench-sender", []string{"ask:bench-receiver"}, nil)
 	rk := c.registerWith("bench-receiver", nil, nil)
@@ -33,12 +137,11 @@ func BenchmarkAgentMessaging(b *testing.B) {
 	waitAttached(b, c.nodes[1], rk)
 	body := make([]byte, 256)
 
-	// The baseline: two plain hosts, one stream, Deliver → Ack with the same codec.
 	srv, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"), libp2p.Security(libp2ptls.ID, libp2ptls.New))
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer srv.Close()
+	b.Cleanup(func() { srv.Close() })
 	srv.SetStreamHandler(agentproto.DeliverProtocol, func(s network.Stream) {
 		agentproto.ServeLoop(s, time.Minute, func(agentproto.Message) agentproto.Message { return &agentproto.Ack{} })
 	})
@@ -46,84 +149,29 @@ func BenchmarkAgentMessaging(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer cli.Close()
-	ctx := context.Background()
-	if err := cli.Connect(ctx, peer.AddrInfo{ID: srv.ID(), Addrs: srv.Addrs()}); err != nil {
+	b.Cleanup(func() { cli.Close() })
+	if err := cli.Connect(context.Background(), peer.AddrInfo{ID: srv.ID(), Addrs: srv.Addrs()}); err != nil {
 		b.Fatal(err)
 	}
 	bare := agentproto.NewPool(cli, agentproto.DeliverProtocol, true)
-	defer bare.Close()
+	b.Cleanup(bare.Close)
 	msg := &agentproto.Deliver{ID: "x-1", From: "bench-sender", FromID: sk.ID().Peer(), To: "bench-receiver",
 		Capability: "ask", SentAt: time.Now(), Body: body}
 
-	// A second baseline with the same hop count as the authorised path: client → relay-1 →
-	// relay-2 → end over bare streams, each relay forwarding the frame and the Ack, with no
-	// authorisation, no telemetry and no SDK.
-	var chain []*chainHop
 	next := srv
 	for range 2 {
-		hop := newChainHop(b, next)
-		chain = append(chain, hop)
-		next = hop.h
+		next = newChainHop(b, next).h
 	}
-	hopCli := agentproto.NewPool(cli, agentproto.DeliverProtocol, false)
-	defer hopCli.Close()
-	first := chain[len(chain)-1].h
+	first := next
 	cli.Peerstore().AddAddrs(first.ID(), first.Addrs(), time.Hour)
+	hops := agentproto.NewPool(cli, agentproto.DeliverProtocol, false)
+	b.Cleanup(hops.Close)
 
-	// Warm the paths (locate, stream negotiation).
-	for range 20 {
-		if _, err := sender.Send(ctx, "bench-receiver", "ask", body); err != nil {
-			b.Fatal(err)
-		}
-		if _, err := bare.Call(ctx, srv.ID(), msg); err != nil {
-			b.Fatal(err)
-		}
-		if _, err := hopCli.Call(ctx, first.ID(), msg); err != nil {
-			b.Fatal(err)
-		}
+	return []func(context.Context) error{
+		func(ctx context.Context) error { _, err := sender.Send(ctx, "bench-receiver", "ask", body); return err },
+		func(ctx context.Context) error { _, err := bare.Call(ctx, srv.ID(), msg); return err },
+		func(ctx context.Context) error { _, err := hops.Call(ctx, first.ID(), msg); return err },
 	}
-	three := make([]time.Duration, 0, b.N)
-	auth := make([]time.Duration, 0, b.N)
-	base := make([]time.Duration, 0, b.N)
-	b.ResetTimer()
-	for range b.N {
-		t0 := time.Now()
-		if _, err := sender.Send(ctx, "bench-receiver", "ask", body); err != nil {
-			b.Fatal(err)
-		}
-		t1 := time.Now()
-		if _, err := bare.Call(ctx, srv.ID(), msg); err != nil {
-			b.Fatal(err)
-		}
-		t2 := time.Now()
-		if _, err := hopCli.Call(ctx, first.ID(), msg); err != nil {
-			b.Fatal(err)
-		}
-		auth, base, three = append(auth, t1.Sub(t0)), append(base, t2.Sub(t1)), append(three, time.Since(t2))
-	}
-	b.StopTimer()
-	slices.Sort(auth)
-	slices.Sort(base)
-	slices.Sort(three)
-	b.ReportMetric(ms(percentile(three, 0.5)), "bare3hop-p50-ms")
-	b.ReportMetric(ms(percentile(three, 0.99)), "bare3hop-p99-ms")
-	b.ReportMetric(float64(percentile(auth, 0.5))/float64(percentile(three, 0.5)), "p50-ratio-3hop")
-	b.ReportMetric(ms(percentile(auth, 0.5)), "auth-p50-ms")
-	b.ReportMetric(ms(percentile(auth, 0.99)), "auth-p99-ms")
-	b.ReportMetric(ms(percentile(base, 0.5)), "bare-p50-ms")
-	b.ReportMetric(ms(percentile(base, 0.99)), "bare-p99-ms")
-	b.ReportMetric(float64(percentile(auth, 0.5))/float64(percentile(base, 0.5)), "p50-ratio")
-	var sum time.Duration
-	for _, d := range auth {
-		sum += d
-	}
-	b.ReportMetric(float64(len(auth))/sum.Seconds(), "auth-msgs/s")
-	sum = 0
-	for _, d := range base {
-		sum += d
-	}
-	b.ReportMetric(float64(len(base))/sum.Seconds(), "bare-msgs/s")
 }
 
 // chainHop is a plain host that forwards every Deliver frame to the next host and its answer
