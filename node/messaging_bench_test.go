@@ -18,12 +18,12 @@ import (
 )
 
 // BenchmarkAgentMessaging measures one message agent → node-1 → node-2 → agent (authorised at
-// both nodes, acknowledged by the destination's handler) with the Go SDK, interleaved, message
-// by message, with the same message over a bare libp2p stream between two hosts (TLS, one
-// reused stream, the same frame codec, an Ack back): the baseline. Reports p50/p99 of both, the
-// ratio of the medians, and messages/s of the authorised path (one sender, one at a time).
+// both nodes, acknowledged by the destination's handler) with the Go SDK, interleaved message by
+// message with the same message over bare libp2p streams, one hop and three hops (see
+// setupMessagingBench). Reports p50/p99 of each, the ratios of the medians, and messages/s with
+// one sender sending one message at a time.
 //
-//	go test -run '^$' -bench BenchmarkAgentMessaging -benchtime 2000x ./node/
+//	go test -run '^$' -bench 'BenchmarkAgentMessaging$' -benchtime 5000x ./node/
 func BenchmarkAgentMessaging(b *testing.B) {
 	paths := setupMessagingBench(b)
 	ctx := context.Background()
