@@ -362,6 +362,16 @@ func TestE2EKeyRotation(t *testing.T) {
 	c.propose(c.nodes[0], req.Command())
 	waitState(t, cl, agent.StateCutOff)
 	c.waitAdmits(old, enforce.ReasonUnknown)
+	// The old key can no longer attach (the gater refuses its handshake, so Connect keeps trying
+	// until its context ends).
+	oldCfg := agent.DefaultConfig()
+	oldCfg.Key, oldCfg.Nodes = old, []string{nodeAddr(c.nodes[1])}
+	octx, ocancel := context.WithTimeout(context.Background(), time.Second)
+	if oc, err := agent.Connect(octx, oldCfg); err == nil {
+		oc.Close()
+		t.Fatal("the rotated-out key attached")
+	}
+	ocancel()
 	nc := connectAgent(t, newKey, c.nodes[1])
 	if reg := nc.Registration(); reg.Name != "worker" {
 		t.Fatalf("new key attached as %+v", reg)
