@@ -2,7 +2,10 @@ package node
 
 import (
 	"context"
+	"crypto/rand"
+	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -14,6 +17,7 @@ import (
 	libp2ptls "github.com/libp2p/go-libp2p/p2p/security/tls"
 
 	"github.com/vigil-mesh/vigil/agent"
+	"github.com/vigil-mesh/vigil/identity"
 	"github.com/vigil-mesh/vigil/node/agentproto"
 )
 
@@ -200,4 +204,83 @@ func newChainHop(b *testing.B, next host.Host) *chainHop {
 		})
 	})
 	return c
+}
+
+// BenchmarkRevokeCutsOffSDKAgent measures revocation of an agent attached through the SDK (so
+// the node writes a notice and waits for the agent to read it before closing): from the start of
+// Propose(revoke) to the node's connection to the agent being gone (close-ms) and to the client's
+// Notify reporting StateCutOff with the reason (notice-ms). Three nodes; each iteration registers
+// a fresh agent on the next node.
+//
+//	go test -run '^$' -bench BenchmarkRevokeCutsOffSDKAgent -benchtime 50x ./node/
+func BenchmarkRevokeCutsOffSDKAgent(b *testing.B) {
+	c := startE2ECluster(b, 3)
+	ctx := context.Background()
+	w := &disconnectWatch{}
+	for i, n := range c.nodes {
+		nb := w.notifiee(i)
+		n.Host().Network().Notify(nb)
+		defer n.Host().Network().StopNotify(nb)
+	}
+	closeLat := make([]time.Duration, 0, b.N)
+	noticeLat := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for i := range b.N {
+		b.StopTimer()
+		name := fmt.Sprintf("sdk-%d", i)
+		k := c.registerWith(name, nil, nil)
+		n := c.nodes[i%len(c.nodes)]
+		cl := connectAgent(b, k, n)
+		waitAttached(b, n, k)
+		w.arm(k.ID().Peer(), 1) // only the node it attached to holds a connection
+		cmd, err := identity.NewCommand(c.cid, &identity.RevokeAgent{Name: name, Reason: "bench"}, time.Now(), rand.Reader)
+		if err != nil {
+			b.Fatal(err)
+		}
+		cmd.Sign(c.op)
+		b.StartTimer()
+		start := time.Now()
+		res, err := c.nodes[(i+1)%len(c.nodes)].Consensus().Propose(ctx, cmd)
+		if err == nil {
+			err = res.Err
+		}
+		if err != nil {
+			b.Fatalf("revoke: %v", err)
+		}
+		var noticed time.Time
+		for noticed.IsZero() {
+			select {
+			case e := <-cl.Notify():
+				if e.State == agent.StateCutOff {
+					if !strings.Contains(e.Reason, "bench") {
+						b.Fatalf("cut-off reason %q", e.Reason)
+					}
+					noticed = time.Now()
+				}
+			case <-time.After(10 * time.Second):
+				b.Fatal("no StateCutOff within 10 s")
+			}
+		}
+		select {
+		case <-w.done:
+		case <-time.After(10 * time.Second):
+			b.Fatal("connection not closed within 10 s")
+		}
+		b.StopTimer()
+		w.mu.Lock()
+		closed := w.at[i%len(c.nodes)]
+		w.mu.Unlock()
+		if closed.IsZero() {
+			b.Fatal("the connection closed on another node than the agent's")
+		}
+		closeLat = append(closeLat, closed.Sub(start))
+		noticeLat = append(noticeLat, noticed.Sub(start))
+		cl.Close()
+	}
+	slices.Sort(closeLat)
+	slices.Sort(noticeLat)
+	b.ReportMetric(ms(percentile(closeLat, 0.5)), "close-p50-ms")
+	b.ReportMetric(ms(percentile(closeLat, 0.99)), "close-p99-ms")
+	b.ReportMetric(ms(percentile(noticeLat, 0.5)), "notice-p50-ms")
+	b.ReportMetric(ms(percentile(noticeLat, 0.99)), "notice-p99-ms")
 }
