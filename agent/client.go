@@ -368,7 +368,7 @@ func (c *Client) run(first chan<- error) {
 			c.setState(StateConnected, ai.ID, "")
 			report(nil)
 			began := time.Now()
-			notice := waitSession(st)
+			notice := c.waitSession(st, ai)
 			c.mu.Lock()
 			c.node, c.session, c.up = "", nil, make(chan struct{})
 			if notice != nil {
@@ -446,9 +446,7 @@ func (c *Client) attach(ai peer.AddrInfo) (Registration, network.Stream, error) 
 	_ = st.SetDeadline(time.Time{})
 	switch m := m.(type) {
 	case *agentproto.Registration:
-		nid, _ := identity.IDFromPeer(ai.ID)
-		return Registration{Name: m.Name, SpiffeID: m.SPIFFE.String(), Status: m.Status.String(), Labels: m.Labels,
-			Capabilities: m.Capabilities, ExpiresAt: m.ExpiresAt, Node: nid}, st, nil
+		return toRegistration(m, ai.ID), st, nil
 	case *agentproto.Refusal:
 		_ = st.Reset()
 		return Registration{}, nil, &RefusedError{Code: m.Code.String(), Rule: "agent must be registered and active", Hop: "sender-node", Reason: m.Reason}
@@ -458,11 +456,31 @@ func (c *Client) attach(ai peer.AddrInfo) (Registration, network.Stream, error) 
 }
 
 // waitSession blocks until the session stream ends and returns the node's Notice, if it sent one.
-func waitSession(st network.Stream) *agentproto.Notice {
-	m, err := agentproto.ReadEnvelope(st)
-	_ = st.Reset()
-	if n, ok := m.(*agentproto.Notice); err == nil && ok {
-		return n
+// A registration the node sends meanwhile (the registry changed it) replaces the current one.
+func (c *Client) waitSession(st network.Stream, node peer.AddrInfo) *agentproto.Notice {
+	defer st.Reset()
+	for {
+		m, err := agentproto.ReadEnvelope(st)
+		if err != nil {
+			return nil
+		}
+		switch m := m.(type) {
+		case *agentproto.Notice:
+			return m
+		case *agentproto.Registration:
+			reg := toRegistration(m, node.ID)
+			c.mu.Lock()
+			c.reg = reg
+			c.mu.Unlock()
+			c.setState(StateConnected, node.ID, "registration updated")
+		default:
+			return nil
+		}
 	}
-	return nil
+}
+
+func toRegistration(m *agentproto.Registration, node peer.ID) Registration {
+	nid, _ := identity.IDFromPeer(node)
+	return Registration{Name: m.Name, SpiffeID: m.SPIFFE.String(), Status: m.Status.String(), Labels: m.Labels,
+		Capabilities: m.Capabilities, ExpiresAt: m.ExpiresAt, Node: nid}
 }

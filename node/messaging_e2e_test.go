@@ -495,3 +495,22 @@ func TestE2EAgentFailsOverToNextNode(t *testing.T) {
 		t.Fatalf("attached to %s, want node-2", got)
 	}
 }
+
+// TestE2ERegistrationUpdate: a renewal committed while the agent is attached reaches its client:
+// Registration().ExpiresAt moves and Notify says "registration updated".
+func TestE2ERegistrationUpdate(t *testing.T) {
+	c := startE2ECluster(t, 2)
+	k := c.registerWith("worker", nil, nil)
+	cl := connectAgent(t, k, c.nodes[1])
+	waitState(t, cl, agent.StateConnected)
+	before := cl.Registration().ExpiresAt
+	until := time.Now().Add(48 * time.Hour).Truncate(time.Second)
+	c.propose(c.nodes[0], &identity.RenewAgent{Name: "worker", ExpiresAt: until})
+	e := waitState(t, cl, agent.StateConnected)
+	if e.Reason != "registration updated" {
+		t.Fatalf("event %+v", e)
+	}
+	if got := cl.Registration().ExpiresAt; !got.Equal(until) || got.Equal(before) {
+		t.Fatalf("expires %s, want %s (was %s)", got, until, before)
+	}
+}

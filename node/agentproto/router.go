@@ -1,11 +1,13 @@
 package agentproto
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
 	"log/slog"
+	"maps"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -82,12 +84,34 @@ type Router struct {
 	missing  map[peer.ID]time.Time // destination agent → when a locate last found it nowhere
 
 	names atomic.Pointer[nameIndex]
+
+	done      chan struct{} // closed by Close: stops refreshLoop
+	wg        sync.WaitGroup
+	closeOnce sync.Once
 }
 
 type session struct {
 	st    network.Stream
 	ended chan struct{} // closed when the agent's side of the stream ends
 	once  sync.Once
+
+	mu     sync.Mutex // serialises writes on st
+	closed bool
+	sent   []byte // encoding of the registration last written
+}
+
+// update writes reg on the session if it differs from the last one written.
+func (s *session) update(reg *Registration) {
+	enc := Encode(reg)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed || bytes.Equal(enc, s.sent) {
+		return
+	}
+	_ = s.st.SetWriteDeadline(time.Now().Add(defaultIOTimeout))
+	if WriteEnvelope(s.st, reg) == nil {
+		s.sent = enc
+	}
 }
 
 // noticeWait bounds how long CutOff waits for the agent to read its Notice: closing the
@@ -96,6 +120,9 @@ const noticeWait = 10 * time.Millisecond
 
 func (s *session) close(n *Notice) {
 	s.once.Do(func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		s.closed = true
 		if n != nil {
 			_ = s.st.SetWriteDeadline(time.Now().Add(noticeWait))
 			if WriteEnvelope(s.st, n) == nil {
@@ -115,8 +142,11 @@ func (s *session) close(n *Notice) {
 // missingTTL is how long a destination found on no node is answered destination_unreachable
 // without a new fan-out query; maxMissing bounds that memory.
 const (
-	missingTTL = time.Second
-	maxMissing = 4096
+	// registrationRefresh is how often the router checks for a new view to send attached agents
+	// their changed registrations.
+	registrationRefresh = time.Second
+	missingTTL          = time.Second
+	maxMissing          = 4096
 )
 
 type nameIndex struct {
@@ -144,6 +174,9 @@ func NewRouter(srv *Server, cfg RouterConfig) (*Router, error) {
 	if r.cfg.Nodes == nil {
 		r.cfg.Nodes = r.viewNodes
 	}
+	r.done = make(chan struct{})
+	r.wg.Add(1)
+	go r.refreshLoop()
 	h.SetStreamHandler(SessionProtocol, r.handleSession)
 	serve := func(fn func(peer.ID, Message) Message) network.StreamHandler {
 		return func(s network.Stream) {
@@ -160,6 +193,8 @@ func NewRouter(srv *Server, cfg RouterConfig) (*Router, error) {
 
 // Close removes the handlers and ends every session (without a notice).
 func (r *Router) Close() error {
+	r.closeOnce.Do(func() { close(r.done) })
+	r.wg.Wait()
 	h := r.srv.h
 	for _, p := range []string{string(SessionProtocol), string(SendProtocol), string(ReportProtocol), string(RelayProtocol), string(LocateProtocol)} {
 		h.RemoveStreamHandler(protocol.ID(p))
@@ -233,6 +268,7 @@ func (r *Router) handleSession(st network.Stream) {
 	r.srv.attached.Add(1)
 	r.srv.startSession(p)
 	s := &session{st: st, ended: make(chan struct{})}
+	s.mu.Lock() // the registration is the first frame, before any update
 	r.mu.Lock()
 	old := r.sessions[p]
 	r.sessions[p] = s
@@ -240,7 +276,10 @@ func (r *Router) handleSession(st network.Stream) {
 	if old != nil {
 		old.close(nil)
 	}
-	if err := WriteEnvelope(st, answer); err != nil {
+	err := WriteEnvelope(st, answer)
+	s.sent = Encode(answer)
+	s.mu.Unlock()
+	if err != nil {
 		r.endSession(p, s)
 		return
 	}
@@ -263,6 +302,40 @@ func (r *Router) endSession(p peer.ID, s *session) {
 	s.close(nil)
 	if current {
 		r.deliver.Forget(p) // its idle delivery streams died with the session's connection
+	}
+}
+
+// refreshLoop writes an attached agent's registration again on its session when the registry
+// changes it (a renewal moves its expiry), checking each RegistrationRefresh whether the view
+// changed. Cut-offs do not wait for it: they go through CutOff at once.
+func (r *Router) refreshLoop() {
+	defer r.wg.Done()
+	t := time.NewTicker(registrationRefresh)
+	defer t.Stop()
+	var seen *enforce.View
+	for {
+		select {
+		case <-r.done:
+			return
+		case <-t.C:
+		}
+		v := r.srv.views.Current()
+		if v == nil || v == seen {
+			continue
+		}
+		seen = v
+		r.mu.Lock()
+		ss := make(map[peer.ID]*session, len(r.sessions))
+		maps.Copy(ss, r.sessions)
+		r.mu.Unlock()
+		now := r.cfg.Now()
+		for p, s := range ss {
+			if m, err := r.srv.lookup(p, now); err == nil {
+				if reg, ok := m.(*Registration); ok {
+					s.update(reg)
+				}
+			}
+		}
 	}
 }
 
