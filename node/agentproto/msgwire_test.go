@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"math"
+	mrand "math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -192,5 +194,53 @@ func TestAuthorize(t *testing.T) {
 	r := Authorize(agent("planner", nil, nil), dest, "ask", now, HopSenderNode)
 	if r.Rule != "capability ask:worker not held by planner" || !strings.Contains(r.Reason, "ask:*") {
 		t.Fatalf("rule %q reason %q", r.Rule, r.Reason)
+	}
+}
+
+// TestAuthorizeMatchesReference: over random capability sets, labels and names, Authorize
+// allows exactly what a naive reading of the rule allows: the set of granting strings
+// {C:D, C:*, C:k=v for each label of D} intersects the sender's capabilities.
+func TestAuthorizeMatchesReference(t *testing.T) {
+	now := time.Unix(1_000_000, 0)
+	rng := mrand.New(mrand.NewPCG(1, 2))
+	actions := []string{"ask", "tell", "as"}
+	names := []string{"a", "b", "ab"}
+	labels := []string{"site=n", "site=s", "role=db", "role="}
+	pick := func(xs []string) string { return xs[rng.IntN(len(xs))] }
+	for i := range 20_000 {
+		var caps []string
+		for range rng.IntN(5) {
+			switch rng.IntN(5) {
+			case 0:
+				caps = append(caps, pick(actions)) // bare action
+			case 1:
+				caps = append(caps, pick(actions)+":*")
+			case 2:
+				caps = append(caps, pick(actions)+":"+pick(labels))
+			default:
+				caps = append(caps, pick(actions)+":"+pick(names))
+			}
+		}
+		slices.Sort(caps)
+		caps = slices.Compact(caps)
+		dest := identity.Agent{Name: pick(names), Status: identity.StatusActive, ExpiresAt: now.Add(time.Hour), Labels: map[string]string{}}
+		for range rng.IntN(3) {
+			k, v, _ := strings.Cut(pick(labels), "=")
+			dest.Labels[k] = v
+		}
+		c := pick(actions)
+		grants := map[string]bool{c + ":" + dest.Name: true, c + ":*": true}
+		for k, v := range dest.Labels {
+			grants[c+":"+k+"="+v] = true
+		}
+		want := false
+		for _, x := range caps {
+			want = want || grants[x]
+		}
+		sender := identity.Agent{Name: "s", Capabilities: caps, Status: identity.StatusActive, ExpiresAt: now.Add(time.Hour)}
+		r := Authorize(sender, dest, c, now, HopSenderNode)
+		if got := r == nil; got != want || (r != nil && r.Code != CodeNoCapability) {
+			t.Fatalf("case %d: caps %v, dest %s %v, capability %s: allowed=%v (%+v), reference %v", i, caps, dest.Name, dest.Labels, c, got, r, want)
+		}
 	}
 }

@@ -47,3 +47,18 @@ func TestSubscribe(t *testing.T) {
 		t.Fatalf("seen %v", seen)
 	}
 }
+
+// BenchmarkAdd is the cost a message pays for its telemetry record: one Add to a full buffer
+// with one subscriber (a counter, as the node's metrics subscriber is).
+//
+//	go test -run '^$' -bench BenchmarkAdd ./node/telemetry/
+func BenchmarkAdd(b *testing.B) {
+	buf := New(DefaultSize)
+	n := 0
+	defer buf.Subscribe(func(Record) { n++ })()
+	r := Record{Time: time.Now(), Agent: "planner-1", AgentID: "12D3KooW", Kind: KindSend, Action: "ask", Peer: "worker", Outcome: OutcomeOK}
+	b.ReportAllocs()
+	for b.Loop() {
+		buf.Add(r)
+	}
+}
