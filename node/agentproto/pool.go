@@ -2,7 +2,6 @@ package agentproto
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -13,8 +12,17 @@ import (
 	"github.com/libp2p/go-libp2p/core/protocol"
 )
 
-// maxIdleStreams bounds the idle streams a Pool keeps per peer.
-const maxIdleStreams = 8
+// maxIdleStreams bounds the idle streams a Pool keeps per peer; maxIdleAge drops a pooled stream
+// long before the other side's idle timeout (RouterConfig.IdleTimeout, 5 min) could reset it.
+const (
+	maxIdleStreams = 8
+	maxIdleAge     = time.Minute
+)
+
+type idleStream struct {
+	s     network.Stream
+	since time.Time
+}
 
 // Pool makes request/answer calls over reusable streams of one protocol: a stream carries one
 // exchange at a time and goes back to the pool after a complete answer, so a steady flow of
@@ -25,38 +33,35 @@ type Pool struct {
 	noDial bool
 
 	mu   sync.Mutex
-	idle map[peer.ID][]network.Stream
+	idle map[peer.ID][]idleStream
 }
 
 // NewPool returns a pool for proto on h. With noDial, a call never dials: it uses an existing
 // connection only (nodes reach attached agents this way).
 func NewPool(h host.Host, proto protocol.ID, noDial bool) *Pool {
-	return &Pool{h: h, proto: proto, noDial: noDial, idle: map[peer.ID][]network.Stream{}}
+	return &Pool{h: h, proto: proto, noDial: noDial, idle: map[peer.ID][]idleStream{}}
 }
 
-// Call sends req to p and returns the answer. A reused stream that fails before any answer
-// (the other side closed it while idle) is replaced once by a fresh stream.
+// Call sends req to p and returns the answer. It never sends a request twice: a failure after
+// the request was written (the other side may have handled it) is returned as is; a failure to
+// open a stream wraps ErrUnreachable (nothing was sent). A failed stream is reset, not pooled.
 func (pl *Pool) Call(ctx context.Context, p peer.ID, req Message) (Message, error) {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, defaultIOTimeout)
 		defer cancel()
 	}
-	for attempt := 0; ; attempt++ {
-		s, reused, err := pl.get(ctx, p)
-		if err != nil {
-			return nil, err
-		}
-		resp, err := exchange(ctx, s, req)
-		if err == nil {
-			pl.put(p, s)
-			return resp, nil
-		}
-		_ = s.Reset()
-		if !reused || attempt > 0 || ctx.Err() != nil || errors.Is(err, ErrMalformed) {
-			return nil, err
-		}
+	s, err := pl.get(ctx, p)
+	if err != nil {
+		return nil, err
 	}
+	resp, err := exchange(ctx, s, req)
+	if err != nil {
+		_ = s.Reset()
+		return nil, err
+	}
+	pl.put(p, s)
+	return resp, nil
 }
 
 func exchange(ctx context.Context, s network.Stream, req Message) (Message, error) {
@@ -73,23 +78,29 @@ func exchange(ctx context.Context, s network.Stream, req Message) (Message, erro
 	return resp, nil
 }
 
-func (pl *Pool) get(ctx context.Context, p peer.ID) (network.Stream, bool, error) {
+func (pl *Pool) get(ctx context.Context, p peer.ID) (network.Stream, error) {
+	now := time.Now()
 	pl.mu.Lock()
-	if ss := pl.idle[p]; len(ss) > 0 {
-		s := ss[len(ss)-1]
+	for ss := pl.idle[p]; len(ss) > 0; ss = pl.idle[p] {
+		is := ss[len(ss)-1]
 		pl.idle[p] = ss[:len(ss)-1]
+		if now.Sub(is.since) > maxIdleAge || is.s.Conn().IsClosed() {
+			_ = is.s.Reset()
+			continue
+		}
 		pl.mu.Unlock()
-		return s, true, nil
+		return is.s, nil
 	}
+	delete(pl.idle, p)
 	pl.mu.Unlock()
 	if pl.noDial {
 		ctx = network.WithNoDial(ctx, "pool")
 	}
 	s, err := pl.h.NewStream(ctx, p, pl.proto)
 	if err != nil {
-		return nil, false, fmt.Errorf("agentproto: open %s to %s: %w: %v", pl.proto, p, ErrUnreachable, err)
+		return nil, fmt.Errorf("agentproto: open %s to %s: %w: %v", pl.proto, p, ErrUnreachable, err)
 	}
-	return s, false, nil
+	return s, nil
 }
 
 func (pl *Pool) put(p peer.ID, s network.Stream) {
@@ -99,7 +110,7 @@ func (pl *Pool) put(p peer.ID, s network.Stream) {
 		_ = s.Close()
 		return
 	}
-	pl.idle[p] = append(pl.idle[p], s)
+	pl.idle[p] = append(pl.idle[p], idleStream{s: s, since: time.Now()})
 }
 
 // Forget drops (resets) every idle stream to p, e.g. when p disconnects.
@@ -108,8 +119,8 @@ func (pl *Pool) Forget(p peer.ID) {
 	ss := pl.idle[p]
 	delete(pl.idle, p)
 	pl.mu.Unlock()
-	for _, s := range ss {
-		_ = s.Reset()
+	for _, is := range ss {
+		_ = is.s.Reset()
 	}
 }
 
@@ -117,11 +128,11 @@ func (pl *Pool) Forget(p peer.ID) {
 func (pl *Pool) Close() {
 	pl.mu.Lock()
 	all := pl.idle
-	pl.idle = map[peer.ID][]network.Stream{}
+	pl.idle = map[peer.ID][]idleStream{}
 	pl.mu.Unlock()
 	for _, ss := range all {
-		for _, s := range ss {
-			_ = s.Reset()
+		for _, is := range ss {
+			_ = is.s.Reset()
 		}
 	}
 }

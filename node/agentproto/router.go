@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -426,10 +427,12 @@ func (r *Router) send(p peer.ID, m *Send, now time.Time, rec *telemetry.Record) 
 		resp, err := r.relay.Call(ctx, n, relay)
 		if err != nil {
 			r.forget(dp, n)
-			if ctx.Err() != nil {
-				return refusal(CodeDestinationUnreachable, HopSenderNode, "delivery within deliver_timeout", err.Error())
+			if errors.Is(err, ErrUnreachable) && ctx.Err() == nil {
+				continue // nothing was sent: look for the destination again
 			}
-			continue
+			// The relay may have been handled: never send it twice.
+			return refusal(CodeDestinationUnreachable, HopSenderNode, "delivery confirmed by the destination's node",
+				"the relay failed after the message was sent, so it may have been delivered: "+err.Error())
 		}
 		switch resp := resp.(type) {
 		case *Receipt:
