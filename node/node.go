@@ -26,6 +26,7 @@ import (
 	"github.com/vigil-mesh/vigil/node/agentproto"
 	"github.com/vigil-mesh/vigil/node/config"
 	"github.com/vigil-mesh/vigil/node/enforce"
+	"github.com/vigil-mesh/vigil/node/telemetry"
 )
 
 // Node is a running Vigil daemon.
@@ -44,6 +45,9 @@ type Node struct {
 	metrics  *metrics
 	httpSrv  *http.Server
 	httpLn   net.Listener
+
+	router    atomic.Pointer[agentproto.Router] // agent messaging; nil until Start starts it
+	telemetry *telemetry.Buffer
 
 	closers   []func() error // released by Close, last acquired first
 	closeOnce sync.Once
@@ -132,6 +136,7 @@ func Start(cfg config.Config, log *slog.Logger) (_ *Node, err error) {
 	ec := enforce.DefaultConfig()
 	ec.Logger = n.log
 	ec.OnEnforce = n.metrics.observeEnforcement
+	ec.BeforeCut = n.beforeCut
 	if n.enforcer, err = enforce.NewEnforcer(n.host, n.gater, cons, ec); err != nil {
 		return nil, fmt.Errorf("node: %w", err)
 	}
@@ -148,6 +153,9 @@ func Start(cfg config.Config, log *slog.Logger) (_ *Node, err error) {
 		return nil, fmt.Errorf("node: %w", err)
 	}
 	n.closers = append(n.closers, n.agents.Close)
+	if err := n.startMessaging(); err != nil {
+		return nil, err
+	}
 
 	if err := n.serveAdmin(cons); err != nil {
 		return nil, err
@@ -170,6 +178,7 @@ func (n *Node) serveAdmin(cons *consensus.Node) error {
 	ac := admin.DefaultConfig()
 	ac.Key, ac.Logger = n.key, n.log
 	ac.Metrics = n.metrics.reg
+	ac.Activity = n.telemetry.Query
 	n.admin = admin.NewServer(cons, ac)
 	n.closers = append(n.closers, n.admin.Close)
 	ln, err := net.Listen("tcp", n.cfg.Listen.Admin)

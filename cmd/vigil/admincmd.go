@@ -244,6 +244,7 @@ with your operator key (--key); the node never sees the key.`,
 	cmd.AddCommand(newAgentListCmd(), newAgentShowCmd(), newAgentRegisterCmd(), newAgentRevokeCmd())
 	cmd.AddCommand(newAgentStatusCmds()...)
 	cmd.AddCommand(newAgentRotateKeyCmd(), newAgentReinstateCmd())
+	cmd.AddCommand(newAgentActivityCmd())
 	return cmd
 }
 

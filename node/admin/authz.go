@@ -79,6 +79,8 @@ var MethodRoles = map[string][]Role{
 	adminv1connect.AdminServiceApplyPolicyProcedure:          writers,
 	adminv1connect.AdminServiceSetAutomatedResponseProcedure: writers,
 	adminv1connect.AdminServiceSetRevokeQuorumProcedure:      writers,
+
+	adminv1connect.AdminServiceAgentActivityProcedure: readers,
 }
 
 // Allowed reports whether role may call procedure, from MethodRoles.

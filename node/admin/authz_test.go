@@ -50,6 +50,7 @@ var expected = map[string]string{
 	"ApplyPolicy":          "operator operator2 unix",
 	"SetAutomatedResponse": "operator operator2 unix",
 	"SetRevokeQuorum":      "operator operator2 unix",
+	"AgentActivity":        "operator operator2 unix",
 }
 
 // roleOfCaller is the role each matrix caller has on the server.

@@ -7,6 +7,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/vigil-mesh/vigil/identity"
+	"github.com/vigil-mesh/vigil/node/telemetry"
 )
 
 // Config configures the admin server. Zero values are not defaults: start from DefaultConfig().
@@ -15,6 +16,10 @@ type Config struct {
 	// identity), so clients pin the node's peer ID. Required by ServeTLS; the Unix socket and
 	// Handler need none.
 	Key identity.PrivateKey
+
+	// Activity answers AgentActivity from the node's telemetry (telemetry.Buffer.Query). Nil:
+	// the RPC answers Unimplemented.
+	Activity func(telemetry.Query) []telemetry.Record
 
 	// Logger receives the server's structured logs. Default slog.Default().
 	Logger *slog.Logger

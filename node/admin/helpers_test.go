@@ -22,6 +22,7 @@ import (
 	"github.com/vigil-mesh/vigil/node/admin/adminv1"
 	"github.com/vigil-mesh/vigil/node/admin/adminv1/adminv1connect"
 	"github.com/vigil-mesh/vigil/node/admin/client"
+	"github.com/vigil-mesh/vigil/node/telemetry"
 )
 
 type tWriter struct{ t testing.TB }
@@ -58,6 +59,7 @@ type env struct {
 	agent    identity.PrivateKey // key of the active agent "good"
 	revoked  identity.PrivateKey // key of the revoked agent "gone"
 	hashWant string
+	activity *telemetry.Buffer // the telemetry AgentActivity answers from
 }
 
 func newEnv(t testing.TB) *env {
@@ -101,6 +103,8 @@ func newEnv(t testing.TB) *env {
 
 	acfg := admin.DefaultConfig()
 	acfg.Key, acfg.Logger = e.nodeKey, testLogger(t)
+	e.activity = telemetry.New(16)
+	acfg.Activity = e.activity.Query
 	e.srv = admin.NewServer(e.node, acfg)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -187,6 +191,8 @@ func call(ctx context.Context, c client.Client, method string, cmd []byte) error
 		_, err = c.Audit(ctx, connect.NewRequest(&adminv1.AuditRequest{}))
 	case "GetPolicy":
 		_, err = c.GetPolicy(ctx, connect.NewRequest(&adminv1.GetPolicyRequest{}))
+	case "AgentActivity":
+		_, err = c.AgentActivity(ctx, connect.NewRequest(&adminv1.AgentActivityRequest{Agent: "good"}))
 	case "RegisterAgent":
 		_, err = c.RegisterAgent(ctx, sc)
 	case "RevokeAgent":
@@ -229,7 +235,7 @@ var writeOrder = []string{"RegisterAgent", "QuarantineAgent", "ReleaseAgent", "R
 	"RotateAgentKey", "RevokeAgent", "ReinstateAgent", "AddOperator", "RemoveOperator",
 	"SetThreshold", "AdmitNode", "RemoveNode", "ApplyPolicy", "SetAutomatedResponse", "SetRevokeQuorum"}
 
-var readMethods = []string{"Status", "ListMembers", "ListAgents", "GetAgent", "ListOperators", "Audit", "GetPolicy"}
+var readMethods = []string{"Status", "ListMembers", "ListAgents", "GetAgent", "ListOperators", "Audit", "GetPolicy", "AgentActivity"}
 
 // payloadFor returns a payload for method about subject that the registry accepts now, given
 // the writeOrder sequence for that subject so far.

@@ -14,6 +14,17 @@
 //     with the key in its registry. A failure, a timeout or an expired (or no longer active)
 //     registration cuts the agent off (Config.Disconnect, wired to enforce.Enforcer.Disconnect).
 //
+// Messaging (docs/agents.md; wire format in msgwire.go, one reusable stream per exchange flow):
+//
+//   - /vigil/agent/session/1 (agent → node): attach, then the stream stays open while the agent
+//     is attached; the node writes a Notice (why) before it cuts the agent off (Router.CutOff,
+//     wired to enforce.Config.BeforeCut).
+//   - /vigil/agent/send/1, /vigil/agent/report/1 (agent → node), /vigil/agent/deliver/1 (node →
+//     agent), /vigil/node/relay/1 and /vigil/node/locate/1 (node → node, admitted nodes only).
+//   - Authorize is the capability rule, a pure function; the Router runs it at the sender's node
+//     and again at the destination's node, and records every message, refusal and event
+//     (RouterConfig.Record, a node/telemetry buffer).
+//
 // Agent side:
 //
 //	agentproto.ServeReverify(h, agentKey) // before attaching
@@ -24,10 +35,12 @@
 //
 //	srv, _ := agentproto.NewServer(h, views, cfg) // views: the enforce.Views the gater uses
 //	defer srv.Close()
+//	r, _ := agentproto.NewRouter(srv, agentproto.DefaultRouterConfig())
+//	defer r.Close()
 //
 // Invariants:
-//   - Every message is one frame whose length is checked against MaxMessageSize before any
-//     allocation; Decode is strict and canonical (FuzzDecode checks Encode(Decode(b)) == b).
+//   - Every message is one frame whose length is checked against MaxMessageSize (attach) or
+//     MaxEnvelopeSize (messaging) before any allocation; Decode is strict and canonical (FuzzDecode checks Encode(Decode(b)) == b).
 //   - The agent signs only challenges that name the node at the other end of the stream, and
 //     every signature is domain-separated, so a proof cannot be relayed to another node or
 //     reused as any other signature.

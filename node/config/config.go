@@ -26,6 +26,16 @@ type Config struct {
 	// A relative path is relative to node.data_dir. Default <data_dir>/genesis.bin.
 	Genesis string `yaml:"genesis"`
 	Log     Log    `yaml:"log"`
+	Agents  Agents `yaml:"agents"`
+}
+
+// Agents tunes agent messaging and telemetry on this node (docs/agents.md).
+type Agents struct {
+	// MaxMessageBytes caps one message body, 1 to 65536 bytes. Default 65536.
+	MaxMessageBytes uint64 `yaml:"max_message_bytes"`
+	// TelemetryRecords is how many telemetry records (messages, refusals, events) the node keeps
+	// in memory, about 160–250 bytes each; older ones are overwritten. 1 to 10,000,000. Default 100000.
+	TelemetryRecords uint64 `yaml:"telemetry_records"`
 }
 
 // Node names this node.
@@ -148,6 +158,7 @@ func defaultUnresolved() Config {
 		},
 		Genesis: "genesis.bin",
 		Log:     Log{Level: "info", Format: "json"},
+		Agents:  Agents{MaxMessageBytes: 64 << 10, TelemetryRecords: 100_000},
 	}
 }
 

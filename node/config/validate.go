@@ -131,6 +131,12 @@ func (c Config) check() []Problem {
 	default:
 		bad("log.format", "%q: allowed values are json and text", c.Log.Format)
 	}
+	if c.Agents.MaxMessageBytes == 0 || c.Agents.MaxMessageBytes > 64<<10 {
+		bad("agents.max_message_bytes", "%d: must be 1 to 65536", c.Agents.MaxMessageBytes)
+	}
+	if c.Agents.TelemetryRecords == 0 || c.Agents.TelemetryRecords > 10_000_000 {
+		bad("agents.telemetry_records", "%d: must be 1 to 10000000", c.Agents.TelemetryRecords)
+	}
 	return ps
 }
 

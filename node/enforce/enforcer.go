@@ -24,6 +24,9 @@ type Config struct {
 	OnEnforce func(Enforcement)
 	// MinTimer is the shortest delay the expiry timer is armed with. Default 1 ms.
 	MinTimer time.Duration
+	// BeforeCut, if set, is called just before the connections of p are closed, e.g. to tell an
+	// attached agent why it is cut off. Must return quickly: it delays the close.
+	BeforeCut func(p peer.ID, r Reason)
 }
 
 // DefaultConfig returns the wall clock, slog.Default() and MinTimer 1 ms.
@@ -224,6 +227,9 @@ func (e *Enforcer) connected(p peer.ID) bool { return len(e.h.Network().ConnsToP
 
 // cut closes every connection of p (libp2p resets their streams) and records the enforcement.
 func (e *Enforcer) cut(p peer.ID, name string, r Reason, since time.Time) {
+	if e.cfg.BeforeCut != nil {
+		e.cfg.BeforeCut(p, r)
+	}
 	err := e.h.Network().ClosePeer(p)
 	lat := e.cfg.Now().Sub(since)
 	e.mu.Lock()

@@ -1394,6 +1394,244 @@ func (x *ErrorDetail) GetReason() string {
 	return ""
 }
 
+// AgentActivityRequest selects an agent's recent telemetry records on the node that answers.
+type AgentActivityRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Agent         string                 `protobuf:"bytes,1,opt,name=agent,proto3" json:"agent,omitempty"`  // name or peer ID; required
+	Since         *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=since,proto3" json:"since,omitempty"`  // only records at or after; unset = all held
+	Limit         uint32                 `protobuf:"varint,3,opt,name=limit,proto3" json:"limit,omitempty"` // newest records returned; 0 = 100; at most 10000
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AgentActivityRequest) Reset() {
+	*x = AgentActivityRequest{}
+	mi := &file_vigil_admin_v1_admin_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AgentActivityRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AgentActivityRequest) ProtoMessage() {}
+
+func (x *AgentActivityRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_vigil_admin_v1_admin_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AgentActivityRequest.ProtoReflect.Descriptor instead.
+func (*AgentActivityRequest) Descriptor() ([]byte, []int) {
+	return file_vigil_admin_v1_admin_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *AgentActivityRequest) GetAgent() string {
+	if x != nil {
+		return x.Agent
+	}
+	return ""
+}
+
+func (x *AgentActivityRequest) GetSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Since
+	}
+	return nil
+}
+
+func (x *AgentActivityRequest) GetLimit() uint32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+// ActivityRecord is one telemetry record (node/telemetry.Record).
+type ActivityRecord struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Time           *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=time,proto3" json:"time,omitempty"`
+	Agent          string                 `protobuf:"bytes,2,opt,name=agent,proto3" json:"agent,omitempty"`
+	AgentId        string                 `protobuf:"bytes,3,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	Kind           string                 `protobuf:"bytes,4,opt,name=kind,proto3" json:"kind,omitempty"`     // send, receive, event
+	Action         string                 `protobuf:"bytes,5,opt,name=action,proto3" json:"action,omitempty"` // the capability, or "<event kind>:<event name>"
+	Peer           string                 `protobuf:"bytes,6,opt,name=peer,proto3" json:"peer,omitempty"`     // the other agent
+	Bytes          uint64                 `protobuf:"varint,7,opt,name=bytes,proto3" json:"bytes,omitempty"`
+	LatencySeconds float64                `protobuf:"fixed64,8,opt,name=latency_seconds,json=latencySeconds,proto3" json:"latency_seconds,omitempty"`
+	Outcome        string                 `protobuf:"bytes,9,opt,name=outcome,proto3" json:"outcome,omitempty"` // ok, or the refusal code
+	Hop            string                 `protobuf:"bytes,10,opt,name=hop,proto3" json:"hop,omitempty"`        // where a refusal happened: sender-node, receiver-node, receiver
+	Value          float64                `protobuf:"fixed64,11,opt,name=value,proto3" json:"value,omitempty"`  // an event's value
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *ActivityRecord) Reset() {
+	*x = ActivityRecord{}
+	mi := &file_vigil_admin_v1_admin_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ActivityRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ActivityRecord) ProtoMessage() {}
+
+func (x *ActivityRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_vigil_admin_v1_admin_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ActivityRecord.ProtoReflect.Descriptor instead.
+func (*ActivityRecord) Descriptor() ([]byte, []int) {
+	return file_vigil_admin_v1_admin_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *ActivityRecord) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+func (x *ActivityRecord) GetAgent() string {
+	if x != nil {
+		return x.Agent
+	}
+	return ""
+}
+
+func (x *ActivityRecord) GetAgentId() string {
+	if x != nil {
+		return x.AgentId
+	}
+	return ""
+}
+
+func (x *ActivityRecord) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *ActivityRecord) GetAction() string {
+	if x != nil {
+		return x.Action
+	}
+	return ""
+}
+
+func (x *ActivityRecord) GetPeer() string {
+	if x != nil {
+		return x.Peer
+	}
+	return ""
+}
+
+func (x *ActivityRecord) GetBytes() uint64 {
+	if x != nil {
+		return x.Bytes
+	}
+	return 0
+}
+
+func (x *ActivityRecord) GetLatencySeconds() float64 {
+	if x != nil {
+		return x.LatencySeconds
+	}
+	return 0
+}
+
+func (x *ActivityRecord) GetOutcome() string {
+	if x != nil {
+		return x.Outcome
+	}
+	return ""
+}
+
+func (x *ActivityRecord) GetHop() string {
+	if x != nil {
+		return x.Hop
+	}
+	return ""
+}
+
+func (x *ActivityRecord) GetValue() float64 {
+	if x != nil {
+		return x.Value
+	}
+	return 0
+}
+
+type AgentActivityResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Records       []*ActivityRecord      `protobuf:"bytes,1,rep,name=records,proto3" json:"records,omitempty"` // oldest first
+	Node          string                 `protobuf:"bytes,2,opt,name=node,proto3" json:"node,omitempty"`       // the peer ID of the node that answered
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AgentActivityResponse) Reset() {
+	*x = AgentActivityResponse{}
+	mi := &file_vigil_admin_v1_admin_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AgentActivityResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AgentActivityResponse) ProtoMessage() {}
+
+func (x *AgentActivityResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_vigil_admin_v1_admin_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AgentActivityResponse.ProtoReflect.Descriptor instead.
+func (*AgentActivityResponse) Descriptor() ([]byte, []int) {
+	return file_vigil_admin_v1_admin_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *AgentActivityResponse) GetRecords() []*ActivityRecord {
+	if x != nil {
+		return x.Records
+	}
+	return nil
+}
+
+func (x *AgentActivityResponse) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
 var File_vigil_admin_v1_admin_proto protoreflect.FileDescriptor
 
 const file_vigil_admin_v1_admin_proto_rawDesc = "" +
@@ -1516,7 +1754,27 @@ const file_vigil_admin_v1_admin_proto_rawDesc = "" +
 	"\x04kind\x18\x03 \x01(\tR\x04kind\"9\n" +
 	"\vErrorDetail\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\tR\x04code\x12\x16\n" +
-	"\x06reason\x18\x02 \x01(\tR\x06reason2\xe6\r\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"t\n" +
+	"\x14AgentActivityRequest\x12\x14\n" +
+	"\x05agent\x18\x01 \x01(\tR\x05agent\x120\n" +
+	"\x05since\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\x12\x14\n" +
+	"\x05limit\x18\x03 \x01(\rR\x05limit\"\xb2\x02\n" +
+	"\x0eActivityRecord\x12.\n" +
+	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x14\n" +
+	"\x05agent\x18\x02 \x01(\tR\x05agent\x12\x19\n" +
+	"\bagent_id\x18\x03 \x01(\tR\aagentId\x12\x12\n" +
+	"\x04kind\x18\x04 \x01(\tR\x04kind\x12\x16\n" +
+	"\x06action\x18\x05 \x01(\tR\x06action\x12\x12\n" +
+	"\x04peer\x18\x06 \x01(\tR\x04peer\x12\x14\n" +
+	"\x05bytes\x18\a \x01(\x04R\x05bytes\x12'\n" +
+	"\x0flatency_seconds\x18\b \x01(\x01R\x0elatencySeconds\x12\x18\n" +
+	"\aoutcome\x18\t \x01(\tR\aoutcome\x12\x10\n" +
+	"\x03hop\x18\n" +
+	" \x01(\tR\x03hop\x12\x14\n" +
+	"\x05value\x18\v \x01(\x01R\x05value\"e\n" +
+	"\x15AgentActivityResponse\x128\n" +
+	"\arecords\x18\x01 \x03(\v2\x1e.vigil.admin.v1.ActivityRecordR\arecords\x12\x12\n" +
+	"\x04node\x18\x02 \x01(\tR\x04node2\xc4\x0e\n" +
 	"\fAdminService\x12G\n" +
 	"\x06Status\x12\x1d.vigil.admin.v1.StatusRequest\x1a\x1e.vigil.admin.v1.StatusResponse\x12V\n" +
 	"\vListMembers\x12\".vigil.admin.v1.ListMembersRequest\x1a#.vigil.admin.v1.ListMembersResponse\x12S\n" +
@@ -1542,7 +1800,8 @@ const file_vigil_admin_v1_admin_proto_rawDesc = "" +
 	"RemoveNode\x12\x1d.vigil.admin.v1.SignedCommand\x1a\x1d.vigil.admin.v1.WriteResponse\x12K\n" +
 	"\vApplyPolicy\x12\x1d.vigil.admin.v1.SignedCommand\x1a\x1d.vigil.admin.v1.WriteResponse\x12T\n" +
 	"\x14SetAutomatedResponse\x12\x1d.vigil.admin.v1.SignedCommand\x1a\x1d.vigil.admin.v1.WriteResponse\x12O\n" +
-	"\x0fSetRevokeQuorum\x12\x1d.vigil.admin.v1.SignedCommand\x1a\x1d.vigil.admin.v1.WriteResponseB8Z6github.com/vigil-mesh/vigil/node/admin/adminv1;adminv1b\x06proto3"
+	"\x0fSetRevokeQuorum\x12\x1d.vigil.admin.v1.SignedCommand\x1a\x1d.vigil.admin.v1.WriteResponse\x12\\\n" +
+	"\rAgentActivity\x12$.vigil.admin.v1.AgentActivityRequest\x1a%.vigil.admin.v1.AgentActivityResponseB8Z6github.com/vigil-mesh/vigil/node/admin/adminv1;adminv1b\x06proto3"
 
 var (
 	file_vigil_admin_v1_admin_proto_rawDescOnce sync.Once
@@ -1556,7 +1815,7 @@ func file_vigil_admin_v1_admin_proto_rawDescGZIP() []byte {
 	return file_vigil_admin_v1_admin_proto_rawDescData
 }
 
-var file_vigil_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_vigil_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
 var file_vigil_admin_v1_admin_proto_goTypes = []any{
 	(*StatusRequest)(nil),         // 0: vigil.admin.v1.StatusRequest
 	(*StatusResponse)(nil),        // 1: vigil.admin.v1.StatusResponse
@@ -1579,70 +1838,78 @@ var file_vigil_admin_v1_admin_proto_goTypes = []any{
 	(*SignedCommand)(nil),         // 18: vigil.admin.v1.SignedCommand
 	(*WriteResponse)(nil),         // 19: vigil.admin.v1.WriteResponse
 	(*ErrorDetail)(nil),           // 20: vigil.admin.v1.ErrorDetail
-	nil,                           // 21: vigil.admin.v1.Agent.LabelsEntry
-	(*timestamppb.Timestamp)(nil), // 22: google.protobuf.Timestamp
+	(*AgentActivityRequest)(nil),  // 21: vigil.admin.v1.AgentActivityRequest
+	(*ActivityRecord)(nil),        // 22: vigil.admin.v1.ActivityRecord
+	(*AgentActivityResponse)(nil), // 23: vigil.admin.v1.AgentActivityResponse
+	nil,                           // 24: vigil.admin.v1.Agent.LabelsEntry
+	(*timestamppb.Timestamp)(nil), // 25: google.protobuf.Timestamp
 }
 var file_vigil_admin_v1_admin_proto_depIdxs = []int32{
 	3,  // 0: vigil.admin.v1.ListMembersResponse.members:type_name -> vigil.admin.v1.Member
-	21, // 1: vigil.admin.v1.Agent.labels:type_name -> vigil.admin.v1.Agent.LabelsEntry
-	22, // 2: vigil.admin.v1.Agent.expires_at:type_name -> google.protobuf.Timestamp
-	22, // 3: vigil.admin.v1.Agent.registered_at:type_name -> google.protobuf.Timestamp
+	24, // 1: vigil.admin.v1.Agent.labels:type_name -> vigil.admin.v1.Agent.LabelsEntry
+	25, // 2: vigil.admin.v1.Agent.expires_at:type_name -> google.protobuf.Timestamp
+	25, // 3: vigil.admin.v1.Agent.registered_at:type_name -> google.protobuf.Timestamp
 	6,  // 4: vigil.admin.v1.ListAgentsResponse.agents:type_name -> vigil.admin.v1.Agent
 	6,  // 5: vigil.admin.v1.GetAgentResponse.agent:type_name -> vigil.admin.v1.Agent
 	11, // 6: vigil.admin.v1.ListOperatorsResponse.operators:type_name -> vigil.admin.v1.Operator
-	22, // 7: vigil.admin.v1.AuditRequest.from:type_name -> google.protobuf.Timestamp
-	22, // 8: vigil.admin.v1.AuditRequest.to:type_name -> google.protobuf.Timestamp
-	22, // 9: vigil.admin.v1.AuditEntry.time:type_name -> google.protobuf.Timestamp
+	25, // 7: vigil.admin.v1.AuditRequest.from:type_name -> google.protobuf.Timestamp
+	25, // 8: vigil.admin.v1.AuditRequest.to:type_name -> google.protobuf.Timestamp
+	25, // 9: vigil.admin.v1.AuditEntry.time:type_name -> google.protobuf.Timestamp
 	14, // 10: vigil.admin.v1.AuditResponse.entries:type_name -> vigil.admin.v1.AuditEntry
-	0,  // 11: vigil.admin.v1.AdminService.Status:input_type -> vigil.admin.v1.StatusRequest
-	2,  // 12: vigil.admin.v1.AdminService.ListMembers:input_type -> vigil.admin.v1.ListMembersRequest
-	5,  // 13: vigil.admin.v1.AdminService.ListAgents:input_type -> vigil.admin.v1.ListAgentsRequest
-	8,  // 14: vigil.admin.v1.AdminService.GetAgent:input_type -> vigil.admin.v1.GetAgentRequest
-	10, // 15: vigil.admin.v1.AdminService.ListOperators:input_type -> vigil.admin.v1.ListOperatorsRequest
-	13, // 16: vigil.admin.v1.AdminService.Audit:input_type -> vigil.admin.v1.AuditRequest
-	16, // 17: vigil.admin.v1.AdminService.GetPolicy:input_type -> vigil.admin.v1.GetPolicyRequest
-	18, // 18: vigil.admin.v1.AdminService.RegisterAgent:input_type -> vigil.admin.v1.SignedCommand
-	18, // 19: vigil.admin.v1.AdminService.RevokeAgent:input_type -> vigil.admin.v1.SignedCommand
-	18, // 20: vigil.admin.v1.AdminService.QuarantineAgent:input_type -> vigil.admin.v1.SignedCommand
-	18, // 21: vigil.admin.v1.AdminService.ReleaseAgent:input_type -> vigil.admin.v1.SignedCommand
-	18, // 22: vigil.admin.v1.AdminService.RenewAgent:input_type -> vigil.admin.v1.SignedCommand
-	18, // 23: vigil.admin.v1.AdminService.RotateAgentKey:input_type -> vigil.admin.v1.SignedCommand
-	18, // 24: vigil.admin.v1.AdminService.ReinstateAgent:input_type -> vigil.admin.v1.SignedCommand
-	18, // 25: vigil.admin.v1.AdminService.AddOperator:input_type -> vigil.admin.v1.SignedCommand
-	18, // 26: vigil.admin.v1.AdminService.RemoveOperator:input_type -> vigil.admin.v1.SignedCommand
-	18, // 27: vigil.admin.v1.AdminService.SetThreshold:input_type -> vigil.admin.v1.SignedCommand
-	18, // 28: vigil.admin.v1.AdminService.AdmitNode:input_type -> vigil.admin.v1.SignedCommand
-	18, // 29: vigil.admin.v1.AdminService.RemoveNode:input_type -> vigil.admin.v1.SignedCommand
-	18, // 30: vigil.admin.v1.AdminService.ApplyPolicy:input_type -> vigil.admin.v1.SignedCommand
-	18, // 31: vigil.admin.v1.AdminService.SetAutomatedResponse:input_type -> vigil.admin.v1.SignedCommand
-	18, // 32: vigil.admin.v1.AdminService.SetRevokeQuorum:input_type -> vigil.admin.v1.SignedCommand
-	1,  // 33: vigil.admin.v1.AdminService.Status:output_type -> vigil.admin.v1.StatusResponse
-	4,  // 34: vigil.admin.v1.AdminService.ListMembers:output_type -> vigil.admin.v1.ListMembersResponse
-	7,  // 35: vigil.admin.v1.AdminService.ListAgents:output_type -> vigil.admin.v1.ListAgentsResponse
-	9,  // 36: vigil.admin.v1.AdminService.GetAgent:output_type -> vigil.admin.v1.GetAgentResponse
-	12, // 37: vigil.admin.v1.AdminService.ListOperators:output_type -> vigil.admin.v1.ListOperatorsResponse
-	15, // 38: vigil.admin.v1.AdminService.Audit:output_type -> vigil.admin.v1.AuditResponse
-	17, // 39: vigil.admin.v1.AdminService.GetPolicy:output_type -> vigil.admin.v1.GetPolicyResponse
-	19, // 40: vigil.admin.v1.AdminService.RegisterAgent:output_type -> vigil.admin.v1.WriteResponse
-	19, // 41: vigil.admin.v1.AdminService.RevokeAgent:output_type -> vigil.admin.v1.WriteResponse
-	19, // 42: vigil.admin.v1.AdminService.QuarantineAgent:output_type -> vigil.admin.v1.WriteResponse
-	19, // 43: vigil.admin.v1.AdminService.ReleaseAgent:output_type -> vigil.admin.v1.WriteResponse
-	19, // 44: vigil.admin.v1.AdminService.RenewAgent:output_type -> vigil.admin.v1.WriteResponse
-	19, // 45: vigil.admin.v1.AdminService.RotateAgentKey:output_type -> vigil.admin.v1.WriteResponse
-	19, // 46: vigil.admin.v1.AdminService.ReinstateAgent:output_type -> vigil.admin.v1.WriteResponse
-	19, // 47: vigil.admin.v1.AdminService.AddOperator:output_type -> vigil.admin.v1.WriteResponse
-	19, // 48: vigil.admin.v1.AdminService.RemoveOperator:output_type -> vigil.admin.v1.WriteResponse
-	19, // 49: vigil.admin.v1.AdminService.SetThreshold:output_type -> vigil.admin.v1.WriteResponse
-	19, // 50: vigil.admin.v1.AdminService.AdmitNode:output_type -> vigil.admin.v1.WriteResponse
-	19, // 51: vigil.admin.v1.AdminService.RemoveNode:output_type -> vigil.admin.v1.WriteResponse
-	19, // 52: vigil.admin.v1.AdminService.ApplyPolicy:output_type -> vigil.admin.v1.WriteResponse
-	19, // 53: vigil.admin.v1.AdminService.SetAutomatedResponse:output_type -> vigil.admin.v1.WriteResponse
-	19, // 54: vigil.admin.v1.AdminService.SetRevokeQuorum:output_type -> vigil.admin.v1.WriteResponse
-	33, // [33:55] is the sub-list for method output_type
-	11, // [11:33] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	25, // 11: vigil.admin.v1.AgentActivityRequest.since:type_name -> google.protobuf.Timestamp
+	25, // 12: vigil.admin.v1.ActivityRecord.time:type_name -> google.protobuf.Timestamp
+	22, // 13: vigil.admin.v1.AgentActivityResponse.records:type_name -> vigil.admin.v1.ActivityRecord
+	0,  // 14: vigil.admin.v1.AdminService.Status:input_type -> vigil.admin.v1.StatusRequest
+	2,  // 15: vigil.admin.v1.AdminService.ListMembers:input_type -> vigil.admin.v1.ListMembersRequest
+	5,  // 16: vigil.admin.v1.AdminService.ListAgents:input_type -> vigil.admin.v1.ListAgentsRequest
+	8,  // 17: vigil.admin.v1.AdminService.GetAgent:input_type -> vigil.admin.v1.GetAgentRequest
+	10, // 18: vigil.admin.v1.AdminService.ListOperators:input_type -> vigil.admin.v1.ListOperatorsRequest
+	13, // 19: vigil.admin.v1.AdminService.Audit:input_type -> vigil.admin.v1.AuditRequest
+	16, // 20: vigil.admin.v1.AdminService.GetPolicy:input_type -> vigil.admin.v1.GetPolicyRequest
+	18, // 21: vigil.admin.v1.AdminService.RegisterAgent:input_type -> vigil.admin.v1.SignedCommand
+	18, // 22: vigil.admin.v1.AdminService.RevokeAgent:input_type -> vigil.admin.v1.SignedCommand
+	18, // 23: vigil.admin.v1.AdminService.QuarantineAgent:input_type -> vigil.admin.v1.SignedCommand
+	18, // 24: vigil.admin.v1.AdminService.ReleaseAgent:input_type -> vigil.admin.v1.SignedCommand
+	18, // 25: vigil.admin.v1.AdminService.RenewAgent:input_type -> vigil.admin.v1.SignedCommand
+	18, // 26: vigil.admin.v1.AdminService.RotateAgentKey:input_type -> vigil.admin.v1.SignedCommand
+	18, // 27: vigil.admin.v1.AdminService.ReinstateAgent:input_type -> vigil.admin.v1.SignedCommand
+	18, // 28: vigil.admin.v1.AdminService.AddOperator:input_type -> vigil.admin.v1.SignedCommand
+	18, // 29: vigil.admin.v1.AdminService.RemoveOperator:input_type -> vigil.admin.v1.SignedCommand
+	18, // 30: vigil.admin.v1.AdminService.SetThreshold:input_type -> vigil.admin.v1.SignedCommand
+	18, // 31: vigil.admin.v1.AdminService.AdmitNode:input_type -> vigil.admin.v1.SignedCommand
+	18, // 32: vigil.admin.v1.AdminService.RemoveNode:input_type -> vigil.admin.v1.SignedCommand
+	18, // 33: vigil.admin.v1.AdminService.ApplyPolicy:input_type -> vigil.admin.v1.SignedCommand
+	18, // 34: vigil.admin.v1.AdminService.SetAutomatedResponse:input_type -> vigil.admin.v1.SignedCommand
+	18, // 35: vigil.admin.v1.AdminService.SetRevokeQuorum:input_type -> vigil.admin.v1.SignedCommand
+	21, // 36: vigil.admin.v1.AdminService.AgentActivity:input_type -> vigil.admin.v1.AgentActivityRequest
+	1,  // 37: vigil.admin.v1.AdminService.Status:output_type -> vigil.admin.v1.StatusResponse
+	4,  // 38: vigil.admin.v1.AdminService.ListMembers:output_type -> vigil.admin.v1.ListMembersResponse
+	7,  // 39: vigil.admin.v1.AdminService.ListAgents:output_type -> vigil.admin.v1.ListAgentsResponse
+	9,  // 40: vigil.admin.v1.AdminService.GetAgent:output_type -> vigil.admin.v1.GetAgentResponse
+	12, // 41: vigil.admin.v1.AdminService.ListOperators:output_type -> vigil.admin.v1.ListOperatorsResponse
+	15, // 42: vigil.admin.v1.AdminService.Audit:output_type -> vigil.admin.v1.AuditResponse
+	17, // 43: vigil.admin.v1.AdminService.GetPolicy:output_type -> vigil.admin.v1.GetPolicyResponse
+	19, // 44: vigil.admin.v1.AdminService.RegisterAgent:output_type -> vigil.admin.v1.WriteResponse
+	19, // 45: vigil.admin.v1.AdminService.RevokeAgent:output_type -> vigil.admin.v1.WriteResponse
+	19, // 46: vigil.admin.v1.AdminService.QuarantineAgent:output_type -> vigil.admin.v1.WriteResponse
+	19, // 47: vigil.admin.v1.AdminService.ReleaseAgent:output_type -> vigil.admin.v1.WriteResponse
+	19, // 48: vigil.admin.v1.AdminService.RenewAgent:output_type -> vigil.admin.v1.WriteResponse
+	19, // 49: vigil.admin.v1.AdminService.RotateAgentKey:output_type -> vigil.admin.v1.WriteResponse
+	19, // 50: vigil.admin.v1.AdminService.ReinstateAgent:output_type -> vigil.admin.v1.WriteResponse
+	19, // 51: vigil.admin.v1.AdminService.AddOperator:output_type -> vigil.admin.v1.WriteResponse
+	19, // 52: vigil.admin.v1.AdminService.RemoveOperator:output_type -> vigil.admin.v1.WriteResponse
+	19, // 53: vigil.admin.v1.AdminService.SetThreshold:output_type -> vigil.admin.v1.WriteResponse
+	19, // 54: vigil.admin.v1.AdminService.AdmitNode:output_type -> vigil.admin.v1.WriteResponse
+	19, // 55: vigil.admin.v1.AdminService.RemoveNode:output_type -> vigil.admin.v1.WriteResponse
+	19, // 56: vigil.admin.v1.AdminService.ApplyPolicy:output_type -> vigil.admin.v1.WriteResponse
+	19, // 57: vigil.admin.v1.AdminService.SetAutomatedResponse:output_type -> vigil.admin.v1.WriteResponse
+	19, // 58: vigil.admin.v1.AdminService.SetRevokeQuorum:output_type -> vigil.admin.v1.WriteResponse
+	23, // 59: vigil.admin.v1.AdminService.AgentActivity:output_type -> vigil.admin.v1.AgentActivityResponse
+	37, // [37:60] is the sub-list for method output_type
+	14, // [14:37] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_vigil_admin_v1_admin_proto_init() }
@@ -1656,7 +1923,7 @@ func file_vigil_admin_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_vigil_admin_v1_admin_proto_rawDesc), len(file_vigil_admin_v1_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   22,
+			NumMessages:   25,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -101,6 +101,9 @@ const (
 	// AdminServiceSetRevokeQuorumProcedure is the fully-qualified name of the AdminService's
 	// SetRevokeQuorum RPC.
 	AdminServiceSetRevokeQuorumProcedure = "/vigil.admin.v1.AdminService/SetRevokeQuorum"
+	// AdminServiceAgentActivityProcedure is the fully-qualified name of the AdminService's
+	// AgentActivity RPC.
+	AdminServiceAgentActivityProcedure = "/vigil.admin.v1.AdminService/AgentActivity"
 )
 
 // AdminServiceClient is a client for the vigil.admin.v1.AdminService service.
@@ -129,6 +132,9 @@ type AdminServiceClient interface {
 	ApplyPolicy(context.Context, *connect.Request[adminv1.SignedCommand]) (*connect.Response[adminv1.WriteResponse], error)
 	SetAutomatedResponse(context.Context, *connect.Request[adminv1.SignedCommand]) (*connect.Response[adminv1.WriteResponse], error)
 	SetRevokeQuorum(context.Context, *connect.Request[adminv1.SignedCommand]) (*connect.Response[adminv1.WriteResponse], error)
+	// Agent activity: this node's telemetry (what its own agents sent, received, were refused and
+	// reported), not the replicated registry. Operators only.
+	AgentActivity(context.Context, *connect.Request[adminv1.AgentActivityRequest]) (*connect.Response[adminv1.AgentActivityResponse], error)
 }
 
 // NewAdminServiceClient constructs a client for the vigil.admin.v1.AdminService service. By
@@ -274,6 +280,12 @@ func NewAdminServiceClient(httpClient connect.HTTPClient, baseURL string, opts .
 			connect.WithSchema(adminServiceMethods.ByName("SetRevokeQuorum")),
 			connect.WithClientOptions(opts...),
 		),
+		agentActivity: connect.NewClient[adminv1.AgentActivityRequest, adminv1.AgentActivityResponse](
+			httpClient,
+			baseURL+AdminServiceAgentActivityProcedure,
+			connect.WithSchema(adminServiceMethods.ByName("AgentActivity")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -301,6 +313,7 @@ type adminServiceClient struct {
 	applyPolicy          *connect.Client[adminv1.SignedCommand, adminv1.WriteResponse]
 	setAutomatedResponse *connect.Client[adminv1.SignedCommand, adminv1.WriteResponse]
 	setRevokeQuorum      *connect.Client[adminv1.SignedCommand, adminv1.WriteResponse]
+	agentActivity        *connect.Client[adminv1.AgentActivityRequest, adminv1.AgentActivityResponse]
 }
 
 // Status calls vigil.admin.v1.AdminService.Status.
@@ -413,6 +426,11 @@ func (c *adminServiceClient) SetRevokeQuorum(ctx context.Context, req *connect.R
 	return c.setRevokeQuorum.CallUnary(ctx, req)
 }
 
+// AgentActivity calls vigil.admin.v1.AdminService.AgentActivity.
+func (c *adminServiceClient) AgentActivity(ctx context.Context, req *connect.Request[adminv1.AgentActivityRequest]) (*connect.Response[adminv1.AgentActivityResponse], error) {
+	return c.agentActivity.CallUnary(ctx, req)
+}
+
 // AdminServiceHandler is an implementation of the vigil.admin.v1.AdminService service.
 type AdminServiceHandler interface {
 	// Reads.
@@ -439,6 +457,9 @@ type AdminServiceHandler interface {
 	ApplyPolicy(context.Context, *connect.Request[adminv1.SignedCommand]) (*connect.Response[adminv1.WriteResponse], error)
 	SetAutomatedResponse(context.Context, *connect.Request[adminv1.SignedCommand]) (*connect.Response[adminv1.WriteResponse], error)
 	SetRevokeQuorum(context.Context, *connect.Request[adminv1.SignedCommand]) (*connect.Response[adminv1.WriteResponse], error)
+	// Agent activity: this node's telemetry (what its own agents sent, received, were refused and
+	// reported), not the replicated registry. Operators only.
+	AgentActivity(context.Context, *connect.Request[adminv1.AgentActivityRequest]) (*connect.Response[adminv1.AgentActivityResponse], error)
 }
 
 // NewAdminServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -580,6 +601,12 @@ func NewAdminServiceHandler(svc AdminServiceHandler, opts ...connect.HandlerOpti
 		connect.WithSchema(adminServiceMethods.ByName("SetRevokeQuorum")),
 		connect.WithHandlerOptions(opts...),
 	)
+	adminServiceAgentActivityHandler := connect.NewUnaryHandler(
+		AdminServiceAgentActivityProcedure,
+		svc.AgentActivity,
+		connect.WithSchema(adminServiceMethods.ByName("AgentActivity")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/vigil.admin.v1.AdminService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case AdminServiceStatusProcedure:
@@ -626,6 +653,8 @@ func NewAdminServiceHandler(svc AdminServiceHandler, opts ...connect.HandlerOpti
 			adminServiceSetAutomatedResponseHandler.ServeHTTP(w, r)
 		case AdminServiceSetRevokeQuorumProcedure:
 			adminServiceSetRevokeQuorumHandler.ServeHTTP(w, r)
+		case AdminServiceAgentActivityProcedure:
+			adminServiceAgentActivityHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -721,4 +750,8 @@ func (UnimplementedAdminServiceHandler) SetAutomatedResponse(context.Context, *c
 
 func (UnimplementedAdminServiceHandler) SetRevokeQuorum(context.Context, *connect.Request[adminv1.SignedCommand]) (*connect.Response[adminv1.WriteResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("vigil.admin.v1.AdminService.SetRevokeQuorum is not implemented"))
+}
+
+func (UnimplementedAdminServiceHandler) AgentActivity(context.Context, *connect.Request[adminv1.AgentActivityRequest]) (*connect.Response[adminv1.AgentActivityResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("vigil.admin.v1.AdminService.AgentActivity is not implemented"))
 }

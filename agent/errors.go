@@ -1,0 +1,18 @@
+package agent
+
+import "errors"
+
+// Sentinel errors (test with errors.Is). A refusal by a node is a *RefusedError instead.
+var (
+	// ErrInvalidConfig: a Config field has a bad value.
+	ErrInvalidConfig = errors.New("invalid config")
+	// ErrInvalidArgument: a Send, Report or rotation argument is out of bounds.
+	ErrInvalidArgument = errors.New("invalid argument")
+	// ErrClosed: the Client is closed.
+	ErrClosed = errors.New("client closed")
+	// ErrNotConnected: the node connection failed during the call (the message may or may not
+	// have been delivered; a retry may deliver it twice).
+	ErrNotConnected = errors.New("not connected")
+	// ErrBadRotationRequest: a rotation request does not parse or does not verify.
+	ErrBadRotationRequest = errors.New("bad rotation request")
+)
