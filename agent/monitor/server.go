@@ -430,6 +430,8 @@ func jsonError(err error) *apiError {
 			Message: fmt.Sprintf("field %q: got a JSON %s, want %s", te.Field, te.Value, jsonKind(te.Type.String()))}
 	case errors.As(err, &se):
 		return &apiError{Code: "bad_request", Message: fmt.Sprintf("malformed JSON at byte %d: %v", se.Offset, err)}
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return &apiError{Code: "bad_request", Message: "malformed JSON: the value ends early"}
 	case errors.Is(err, io.EOF):
 		return &apiError{Code: "bad_request", Message: "empty body: want a JSON object"}
 	}
