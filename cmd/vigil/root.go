@@ -30,6 +30,7 @@ registry of who may act replicated by Raft on every node, and cuts a revoked age
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(newKeygenCmd(), newInitCmd(), newDevCmd(), newConfigCmd(), newNodeCmd(),
 		newStatusCmd(), newMembersCmd(), newAgentCmd(), newVersionCmd())
+	root.AddCommand(newMonitorCmd())
 	return root
 }
 
