@@ -426,8 +426,9 @@ func jsonError(err error) *apiError {
 	var se *json.SyntaxError
 	switch {
 	case errors.As(err, &te):
-		return &apiError{Code: "bad_request", Field: te.Field,
-			Message: fmt.Sprintf("field %q: got a JSON %s, want %s", te.Field, te.Value, jsonKind(te.Type.String()))}
+		f := strings.TrimPrefix(te.Field, "eventJSON.") // the embedded single event of POST /v1/events
+		return &apiError{Code: "bad_request", Field: f,
+			Message: fmt.Sprintf("field %q: got a JSON %s, want %s", f, te.Value, jsonKind(te.Type.String()))}
 	case errors.As(err, &se):
 		return &apiError{Code: "bad_request", Message: fmt.Sprintf("malformed JSON at byte %d: %v", se.Offset, err)}
 	case errors.Is(err, io.ErrUnexpectedEOF):
@@ -734,40 +735,35 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusBadRequest, apiError{Code: "bad_request", Message: "reading the body: " + err.Error()})
 		return
 	}
-	// A batch is an object whose only key is "events"; anything else is one event.
-	var probe map[string]json.RawMessage
-	if e := decodeBytes(data, &probe); e != nil && e.Field == "" {
+	// One decode: either a batch {"events":[…]} or the fields of one event.
+	var req struct {
+		Events *[]eventJSON `json:"events"`
+		eventJSON
+	}
+	if e := decodeBytes(data, &req); e != nil {
 		writeErr(w, http.StatusBadRequest, *e)
 		return
 	}
-	var raw []eventJSON
-	prefix := func(i int) string { return "" }
-	if _, ok := probe["events"]; ok {
-		var batch struct {
-			Events []eventJSON `json:"events"`
-		}
-		if e := decodeBytes(data, &batch); e != nil {
-			writeErr(w, http.StatusBadRequest, *e)
+	raw := []eventJSON{req.eventJSON}
+	prefix := func(int) string { return "" }
+	if req.Events != nil {
+		one := req.eventJSON
+		if one.Kind != nil || one.Name != nil || one.Value != nil || one.Attrs != nil || one.At != nil {
+			writeErr(w, http.StatusBadRequest, apiError{Code: "bad_request", Field: "events",
+				Message: `give one event or a batch {"events":[…]}, not both`})
 			return
 		}
-		if len(batch.Events) == 0 {
+		raw = *req.Events
+		if len(raw) == 0 {
 			writeErr(w, http.StatusBadRequest, apiError{Code: "bad_request", Field: "events", Message: "events: empty batch"})
 			return
 		}
-		if len(batch.Events) > s.cfg.MaxEvents {
+		if len(raw) > s.cfg.MaxEvents {
 			writeErr(w, http.StatusBadRequest, apiError{Code: "bad_request", Field: "events",
-				Message: fmt.Sprintf("events: %d in one batch, at most %d", len(batch.Events), s.cfg.MaxEvents)})
+				Message: fmt.Sprintf("events: %d in one batch, at most %d", len(raw), s.cfg.MaxEvents)})
 			return
 		}
-		raw = batch.Events
 		prefix = func(i int) string { return fmt.Sprintf("events[%d].", i) }
-	} else {
-		var one eventJSON
-		if e := decodeBytes(data, &one); e != nil {
-			writeErr(w, http.StatusBadRequest, *e)
-			return
-		}
-		raw = []eventJSON{one}
 	}
 	evs := make([]agent.Event, len(raw))
 	for i, e := range raw {

@@ -126,6 +126,7 @@ func TestBadRequests(t *testing.T) {
 		{"batch too big", "POST", "/v1/events", `{"events":[{"kind":"custom","name":"a"},{"kind":"custom","name":"a"},{"kind":"custom","name":"a"},{"kind":"custom","name":"a"}]}`, 400, "bad_request", "events", "at most 3"},
 		{"batch empty", "POST", "/v1/events", `{"events":[]}`, 400, "bad_request", "events", "empty batch"},
 		{"batch extra key", "POST", "/v1/events", `{"events":[],"x":1}`, 400, "bad_request", "x", "unknown field"},
+		{"batch and event", "POST", "/v1/events", `{"events":[{"kind":"custom","name":"a"}],"kind":"custom"}`, 400, "bad_request", "events", "not both"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			code, out := s.do(t, tc.method, tc.path, tc.body)
