@@ -53,8 +53,8 @@ func parseStat(b []byte) (ProcStat, error) {
 	if len(f) < 20 {
 		return st, fmt.Errorf("stat: %d fields after comm, want at least 20", len(f))
 	}
-	if len(f[0]) != 1 {
-		return st, fmt.Errorf("stat: field 3 (state) %q is not one character", f[0])
+	if len(f[0]) != 1 || !('A' <= f[0][0] && f[0][0] <= 'Z' || 'a' <= f[0][0] && f[0][0] <= 'z') {
+		return st, fmt.Errorf("stat: field 3 (state) %q is not one letter", f[0])
 	}
 	st.State = f[0][0]
 	num := func(field int) (uint64, error) {
