@@ -80,6 +80,10 @@ class Stop(Exception):
 
 
 def on_signal(signum, _frame):
+    # Stop once: a terminal's Ctrl-C reaches both the sidecar (which forwards it) and this
+    # process, so a second signal must not interrupt the clean exit.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     raise Stop(signal.Signals(signum).name)
 
 
