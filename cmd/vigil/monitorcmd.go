@@ -3,9 +3,11 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 	"time"
 
@@ -108,7 +110,8 @@ func runMonitor(cmd *cobra.Command, f monitorFlags, command []string) error {
 	if err != nil {
 		return err
 	}
-	log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
+	stdout, stderr := lockedWriters(cmd.OutOrStdout(), cmd.ErrOrStderr())
+	log := slog.New(slog.NewTextHandler(stderr, nil))
 	// Signals are taken before connecting so that a SIGTERM during the dial ends the dial.
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
@@ -139,7 +142,7 @@ func runMonitor(cmd *cobra.Command, f monitorFlags, command []string) error {
 		return fmt.Errorf("monitor: stopped by %s while connecting", sig)
 	}
 	rc.Signals, rc.Logger = sigs, log
-	rc.Stdin, rc.Stdout, rc.Stderr = cmd.InOrStdin(), cmd.OutOrStdout(), cmd.ErrOrStderr()
+	rc.Stdin, rc.Stdout, rc.Stderr = cmd.InOrStdin(), stdout, stderr
 	code, err := monitor.Run(ctx, b, rc)
 	b.Close()
 	if err != nil {
@@ -149,4 +152,27 @@ func runMonitor(cmd *cobra.Command, f monitorFlags, command []string) error {
 		monitorExit(code)
 	}
 	return nil
+}
+
+// lockedWriters serialises writes to out and err (the log and the agent program's output are
+// written from different goroutines) unless they are files, which the program inherits directly.
+func lockedWriters(out, err io.Writer) (io.Writer, io.Writer) {
+	_, f1 := out.(*os.File)
+	_, f2 := err.(*os.File)
+	if f1 && f2 {
+		return out, err
+	}
+	mu := new(sync.Mutex)
+	return &lockedWriter{mu: mu, w: out}, &lockedWriter{mu: mu, w: err}
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
