@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 	"unsafe"
@@ -321,5 +322,39 @@ func TestSamplerConfigValidate(t *testing.T) {
 		if err := tc.cfg.Validate(); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("Validate(%+v) = %v, want %q", tc.cfg, err, tc.want)
 		}
+	}
+}
+
+// TestReadSampleChildrenReal counts a real process tree: a shell and its two sleeping children.
+func TestReadSampleChildrenReal(t *testing.T) {
+	cmd := exec.Command("sh", "-c", "sleep 30 & sleep 30 & wait")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // its own group, ended as a whole below
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		cmd.Wait()
+	})
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		s, err := ReadSample("/proc", cmd.Process.Pid, 0, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.Procs == 3 {
+			alone, err := ReadSample("/proc", cmd.Process.Pid, 0, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if alone.Procs != 1 || s.RSSBytes <= alone.RSSBytes || s.Threads < 3 || s.OpenFiles <= alone.OpenFiles {
+				t.Fatalf("tree %+v vs alone %+v", s, alone)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("saw %d processes, want 3 (the shell and two sleeps)", s.Procs)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

@@ -98,6 +98,13 @@ func Run(ctx context.Context, b Backend, cfg RunConfig) (int, error) {
 	}
 
 	if cfg.PID != 0 {
+		if _, err := ReadSample("/proc", cfg.PID, 0, false); err != nil {
+			var ee *ExitedError
+			if errors.As(err, &ee) {
+				return 1, fmt.Errorf("monitor: --pid %d: no such running process", cfg.PID)
+			}
+			return 1, err
+		}
 		startSampler(cfg.PID)
 		select {
 		case err := <-samplerDone:

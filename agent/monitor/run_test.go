@@ -198,3 +198,16 @@ func TestRunConfigValidate(t *testing.T) {
 		t.Fatalf("missing program: %d, %v", code, err)
 	}
 }
+
+func TestRunPIDMustExist(t *testing.T) {
+	mesh := newTestMesh(t)
+	cmd := exec.Command("true")
+	if err := cmd.Run(); err != nil {
+		t.Fatal(err)
+	}
+	done := runSidecar(t, t.Context(), mesh.add(t, "a"), RunConfig{PID: cmd.Process.Pid}) // reaped: gone
+	r := waitRun(t, done, 10*time.Second)
+	if r.code != 1 || r.err == nil || !strings.Contains(r.err.Error(), "no such running process") {
+		t.Fatalf("Run = %d, %v; want an error naming the missing process", r.code, r.err)
+	}
+}
