@@ -370,4 +370,31 @@ func TestConfigValidate(t *testing.T) {
 	}
 }
 
-var _ = agent.StateCutOff
+// TestStatusFollowsNotify: an agent without a registration yet starts "connecting"; the state then
+// follows Notify, on /v1/status and on the stream.
+func TestStatusFollowsNotify(t *testing.T) {
+	mesh := newTestMesh(t)
+	a := mesh.add(t, "alice")
+	a.mu.Lock()
+	a.reg = agent.Registration{}
+	a.mu.Unlock()
+	s := startSidecar(t, a, "", nil)
+	if _, st := s.do(t, "GET", "/v1/status", ""); st["state"] != "connecting" || st["node"] != nil {
+		t.Fatalf("initial status %v", st)
+	}
+	ev := s.stream(t)
+	if name, data := ev.next(t, 5*time.Second); name != "status" || data["state"] != "connecting" {
+		t.Fatalf("first event %s %v", name, data)
+	}
+	a.notify <- agent.ConnEvent{State: agent.StateConnected, Node: mesh.node}
+	if name, data := ev.next(t, 5*time.Second); name != "status" || data["state"] != "connected" || data["node"] != mesh.node.String() {
+		t.Fatalf("event %s %v", name, data)
+	}
+	if _, st := s.do(t, "GET", "/v1/status", ""); st["state"] != "connected" || st["since"] == "0001-01-01T00:00:00Z" {
+		t.Fatalf("status %v", st)
+	}
+	a.notify <- agent.ConnEvent{State: agent.StateConnecting, Reason: "connection reset"}
+	if name, data := ev.next(t, 5*time.Second); name != "status" || data["state"] != "connecting" || data["reason"] != "connection reset" {
+		t.Fatalf("event %s %v", name, data)
+	}
+}
