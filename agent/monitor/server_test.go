@@ -398,3 +398,51 @@ func TestStatusFollowsNotify(t *testing.T) {
 		t.Fatalf("event %s %v", name, data)
 	}
 }
+
+// TestCloseEndsStreamsAndPolls: Close ends an open stream and a waiting long poll, removes the
+// socket, and is idempotent.
+func TestCloseEndsStreamsAndPolls(t *testing.T) {
+	mesh := newTestMesh(t)
+	a := mesh.add(t, "alice")
+	s := startSidecar(t, a, "", nil)
+	st := s.stream(t)
+	st.next(t, 5*time.Second)
+	pollDone := make(chan error, 1)
+	go func() {
+		resp, err := s.hc.Get(s.base + "/v1/messages?wait=60s")
+		if err == nil {
+			resp.Body.Close()
+		}
+		pollDone <- err
+	}()
+	time.Sleep(100 * time.Millisecond)
+	closed := make(chan error, 1)
+	go func() { closed <- s.srv.Close() }()
+	select {
+	case <-closed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close blocked")
+	}
+	select {
+	case <-pollDone:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the long poll outlived Close")
+	}
+	readDone := make(chan struct{})
+	go func() {
+		for {
+			if _, err := st.rd.ReadString('\n'); err != nil {
+				close(readDone)
+				return
+			}
+		}
+	}()
+	select {
+	case <-readDone:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the stream outlived Close")
+	}
+	if err := s.srv.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+}
