@@ -122,6 +122,7 @@ func TestCPUPercent(t *testing.T) {
 		{100, time.Second, 100, 100},     // one core for one second
 		{50, time.Second, 100, 50},       // half a core
 		{400, 2 * time.Second, 100, 200}, // two cores
+		{250, time.Second, 250, 100},     // a kernel with USER_HZ 250
 		{0, time.Second, 100, 0},
 		{10, 0, 100, 0},
 	} {

@@ -446,3 +446,31 @@ func TestCloseEndsStreamsAndPolls(t *testing.T) {
 		t.Fatalf("second Close: %v", err)
 	}
 }
+
+// TestStreamReportsDrops: messages dropped from a full queue are announced on the stream before
+// the messages that survived.
+func TestStreamReportsDrops(t *testing.T) {
+	mesh := newTestMesh(t)
+	a := mesh.add(t, "alice", "send:bob")
+	b := mesh.add(t, "bob")
+	s := startSidecar(t, b, "", func(c *Config) { c.QueueSize = 2 })
+	for i := range 5 {
+		if _, err := a.Send(t.Context(), "bob", "chat", []byte(fmt.Sprint(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st := s.stream(t)
+	want := []string{"status", "dropped", "message", "message"}
+	for i, w := range want {
+		name, data := st.next(t, 5*time.Second)
+		if name != w {
+			t.Fatalf("event %d: %s %v, want %s", i, name, data, w)
+		}
+		switch {
+		case name == "dropped" && data["dropped"] != float64(3):
+			t.Fatalf("dropped %v, want 3", data)
+		case name == "message" && data["body"] != fmt.Sprint(i+1):
+			t.Fatalf("message %v, want body %d", data, i+1)
+		}
+	}
+}
