@@ -7,8 +7,8 @@ RACE_PKGS := ./identity/... ./consensus/... ./node/...
 FUZZTIME  ?= 3s
 DEVDIR    ?= .vigil-dev
 
-.PHONY: image test-docker generate all build run test test-unit fmt-check vet lint fuzz fuzz-short bench bench-deps clean
 .PHONY: bench-detect-seq
+.PHONY: example-python image test-docker generate all build run test test-unit fmt-check vet lint fuzz fuzz-short bench bench-deps clean
 
 all: build
 
@@ -73,3 +73,13 @@ generate:
 
 clean:
 	rm -rf bin $(DEVDIR) bench.out
+
+# example-python: the Python example agent under `vigil monitor`, against a running `make run`.
+PY_AGENT      ?= demo-agent-1
+PY_PEER       ?= demo-agent-2
+PY_CAPABILITY ?= chat
+example-python: build
+	@test -f $(DEVDIR)/vigil.env || { echo "no $(DEVDIR)/vigil.env: start the mesh first with make run (in another shell)"; exit 1; }
+	. "$(abspath $(DEVDIR))/vigil.env" && ./$(BIN) monitor --key "$$VIGIL_DEV_DIR/agents/$(PY_AGENT).key" --node "$${VIGIL_NODES%%,*}" \
+		--listen "unix:$$VIGIL_DEV_DIR/$(PY_AGENT)-monitor.sock" \
+		-- python3 examples/python/agent.py --peer $(PY_PEER) --capability $(PY_CAPABILITY)

@@ -1,0 +1,7 @@
+//go:build vigilsdk
+
+package monitor
+
+import "github.com/vigil-mesh/vigil/agent"
+
+var _ Backend = (*agent.Client)(nil)
