@@ -1,5 +1,3 @@
-//go:build vigilsdk
-
 package monitor
 
 import "github.com/vigil-mesh/vigil/agent"

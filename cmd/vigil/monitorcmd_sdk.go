@@ -1,5 +1,3 @@
-//go:build vigilsdk
-
 package main
 
 import (
