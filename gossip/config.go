@@ -100,6 +100,11 @@ type Config struct {
 	// DeliveryQueue bounds payloads waiting for OnSignal/OnRevocation; when full, new ones are
 	// dropped and counted. Default 1024.
 	DeliveryQueue int
+	// RetransmitMult sets how many times each node passes on a payload that is new to it:
+	// RetransmitMult × ceil(log10(N+1)) gossip transmissions (memberlist's own messages keep the
+	// profile's multiplier, 2 to 4). Higher than memberlist's so a payload misses a node with
+	// probability about e^(−RetransmitMult·log10(N+1)) before anti-entropy repairs it. Default 8.
+	RetransmitMult int
 	// RelayFanout is how many random members a payload too large for one UDP packet is relayed
 	// to over TCP on first receipt (the originator sends it to every member). Default 3.
 	RelayFanout int
@@ -134,6 +139,7 @@ func DefaultConfig() Config {
 		DedupeCapacity: 1 << 17,
 		DeliveryQueue:  1024,
 		RelayFanout:    3,
+		RetransmitMult: 8,
 	}
 }
 
@@ -205,6 +211,9 @@ func (c *Config) Validate() error {
 	}
 	if c.DeliveryQueue < 1 || c.DeliveryQueue > 1<<20 {
 		return configErr("delivery_queue", "%d not in 1..%d", c.DeliveryQueue, 1<<20)
+	}
+	if c.RetransmitMult < 1 || c.RetransmitMult > 64 {
+		return configErr("retransmit_mult", "%d not in 1..64", c.RetransmitMult)
 	}
 	if c.RelayFanout < 1 || c.RelayFanout > 64 {
 		return configErr("relay_fanout", "%d not in 1..64", c.RelayFanout)

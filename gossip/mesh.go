@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	crand "crypto/rand"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"log"
@@ -74,8 +75,27 @@ type Mesh struct {
 	wg      sync.WaitGroup
 	closed  atomic.Bool
 	maxUDP  int
+	recent  []recentRev // revocations still valid, for anti-entropy (guarded by mu)
 	keyring *memberlist.Keyring
 }
+
+// recentRev is a revocation envelope kept for push/pull anti-entropy until it expires.
+type recentRev struct {
+	raw []byte
+	exp time.Time
+}
+
+// Anti-entropy bounds: memberlist's push/pull carries the revocations a node still holds, so a
+// node that missed one by gossip (loss, a partition, a restart) gets it at the next push/pull
+// (every 15 s local, 30 s LAN, 60 s WAN) or when it joins.
+const (
+	maxStateRevocations = 64
+	maxStateBytes       = 256 << 10
+	// maxQueued bounds the broadcast queue: past it the payloads sent most often are dropped
+	// (memberlist's TransmitLimitedQueue.Prune), so a node that publishes or relays faster
+	// than gossip drains keeps bounded memory.
+	maxQueued = 4096
+)
 
 type delivery struct {
 	sig  *identity.Signal
@@ -132,7 +152,7 @@ func Start(cfg Config) (*Mesh, error) {
 	m.maxUDP = mc.UDPBufferSize - 120
 	m.queue = &memberlist.TransmitLimitedQueue{
 		NumNodes:       func() int { return m.numMembers() },
-		RetransmitMult: mc.RetransmitMult,
+		RetransmitMult: cfg.RetransmitMult,
 	}
 	ml, err := memberlist.Create(mc)
 	if err != nil {
@@ -260,10 +280,13 @@ func (m *Mesh) publish(e *Envelope, key dedupeKey) error {
 		return nil
 	}
 	m.replay.add(key, e.Expires, m.cfg.Now())
+	if e.Type == MsgRevocation {
+		m.rememberLocked(raw, e.Expires)
+	}
 	m.mu.Unlock()
 	m.counts[CountSent].Add(1)
 	if len(raw) <= m.maxUDP {
-		m.queue.QueueBroadcast(broadcast(raw))
+		m.enqueue(raw)
 		return nil
 	}
 	// Too large for a gossip packet: send it over TCP to every member; they relay it further.
@@ -373,11 +396,14 @@ func (m *Mesh) receive(b []byte) {
 		return
 	}
 	m.replay.add(key, e.Expires, now)
+	raw := bytes.Clone(b)
+	if e.Type == MsgRevocation {
+		m.rememberLocked(raw, e.Expires)
+	}
 	m.mu.Unlock()
 
-	raw := bytes.Clone(b)
 	if len(raw) <= m.maxUDP {
-		m.queue.QueueBroadcast(broadcast(raw)) // epidemic: every node relays what is new to it
+		m.enqueue(raw) // epidemic: every node relays what is new to it
 	} else {
 		select {
 		case m.relay <- raw:
@@ -388,6 +414,73 @@ func (m *Mesh) receive(b []byte) {
 	case m.deliver <- d:
 	default:
 		m.counts[CountDeliveryFull].Add(1)
+	}
+}
+
+func (m *Mesh) enqueue(raw []byte) {
+	m.queue.QueueBroadcast(broadcast(raw))
+	if m.queue.NumQueued() > maxQueued {
+		m.queue.Prune(maxQueued)
+	}
+}
+
+// QueuedBroadcasts returns how many payloads wait in the gossip queue (at most 4096).
+func (m *Mesh) QueuedBroadcasts() int { return m.queue.NumQueued() }
+
+// rememberLocked keeps a revocation envelope for anti-entropy, dropping expired ones and, past
+// the bounds, the oldest.
+func (m *Mesh) rememberLocked(raw []byte, exp time.Time) {
+	now := m.cfg.Now()
+	keep := m.recent[:0]
+	for _, r := range m.recent {
+		if r.exp.After(now) {
+			keep = append(keep, r)
+		}
+	}
+	m.recent = append(keep, recentRev{raw, exp})
+	for len(m.recent) > maxStateRevocations || m.stateSizeLocked() > maxStateBytes {
+		m.recent = m.recent[1:]
+	}
+}
+
+func (m *Mesh) stateSizeLocked() int {
+	n := 0
+	for _, r := range m.recent {
+		n += len(r.raw) + binary.MaxVarintLen32
+	}
+	return n
+}
+
+// localState encodes the revocations still valid: uvarint length, envelope, repeated.
+func (m *Mesh) localState() []byte {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := m.cfg.Now()
+	var b []byte
+	for _, r := range m.recent {
+		if r.exp.After(now) {
+			b = binary.AppendUvarint(b, uint64(len(r.raw)))
+			b = append(b, r.raw...)
+		}
+	}
+	return b
+}
+
+// mergeState feeds another node's revocations through the normal receive path (so each is
+// verified, deduplicated and rate-limited like any other payload).
+func (m *Mesh) mergeState(b []byte) {
+	if len(b) > maxStateBytes {
+		m.counts[CountTooLarge].Add(1)
+		return
+	}
+	for i := 0; len(b) > 0 && i < maxStateRevocations; i++ {
+		n, w := binary.Uvarint(b)
+		if w <= 0 || n > uint64(len(b)-w) {
+			m.counts[CountMalformed].Add(1)
+			return
+		}
+		m.receive(b[w : w+int(n)])
+		b = b[w+int(n):]
 	}
 }
 
