@@ -513,16 +513,32 @@ func (r *Registry) applyRevokeQuorum(p *SetRevokeQuorum) (effect, error) {
 	return effect{nil, fmt.Sprintf("revoke quorum %d -> %d", old, p.Quorum)}, nil
 }
 
-// applyAutoRevoke checks the evidence of an automated revocation, then revokes. Every signal
-// must be for this cluster, name this agent by its name and current key, come from an admitted
-// node, and be observed within [now − MaxCommandAge, now + MaxClockSkew]; any signal that fails
-// rejects the whole command (the proposer sends only what it verified, so a failure means a
-// stale or forged proposal). Signatures were checked by Verify. Signals from the same reporter
-// count once; fewer than RevokeQuorum distinct reporters is ErrInsufficientSignatures.
+// applyAutoRevoke checks the evidence of an automated revocation (checkAutoRevoke), then
+// revokes.
 func (r *Registry) applyAutoRevoke(p *AutoRevokeAgent, now time.Time) (effect, error) {
-	a, err := r.agentFor(p.Name)
+	names, err := r.checkAutoRevoke(p, now)
 	if err != nil {
 		return effect{}, err
+	}
+	eff, err := r.applyRevoke(&RevokeAgent{Name: p.Name, Reason: p.Reason})
+	if err != nil {
+		return effect{}, err
+	}
+	eff.detail = fmt.Sprintf("automated %s (signals from %s)", eff.detail, strings.Join(names, ", "))
+	return eff, nil
+}
+
+// checkAutoRevoke checks the evidence of an automated revocation without changing anything.
+// Every signal must be for this cluster, name this agent by its name and current key, come from
+// an admitted node, and be observed within [now − MaxCommandAge, now + MaxClockSkew]; any
+// signal that fails rejects the whole command (the proposer sends only what it verified, so a
+// failure means a stale or forged proposal). Signatures were checked by Verify. Signals from the
+// same reporter count once; fewer than RevokeQuorum distinct reporters is
+// ErrInsufficientSignatures. It returns the reporters' node names, sorted.
+func (r *Registry) checkAutoRevoke(p *AutoRevokeAgent, now time.Time) ([]string, error) {
+	a, err := r.agentFor(p.Name)
+	if err != nil {
+		return nil, err
 	}
 	reporters := make(map[PublicKey]struct{}, len(p.Signals))
 	var names []string
@@ -530,17 +546,17 @@ func (r *Registry) applyAutoRevoke(p *AutoRevokeAgent, now time.Time) (effect, e
 		s := &p.Signals[i]
 		f := fmt.Sprintf("signals[%d]", i)
 		if s.ClusterID != r.cluster {
-			return effect{}, errf(ErrWrongCluster, "%s: signal for cluster %s, this is %s", f, s.ClusterID, r.cluster)
+			return nil, errf(ErrWrongCluster, "%s: signal for cluster %s, this is %s", f, s.ClusterID, r.cluster)
 		}
 		if s.Subject.Name != p.Name || s.Subject.Key != a.key {
-			return effect{}, invalidf(f+".subject", "names agent %q key %s, the command revokes %q whose key is %s",
+			return nil, invalidf(f+".subject", "names agent %q key %s, the command revokes %q whose key is %s",
 				s.Subject.Name, s.Subject.Key.ID(), p.Name, a.key.ID())
 		}
 		if o, ok := r.keys[s.Reporter]; !ok || o.role != RoleNode {
-			return effect{}, errf(ErrUnauthorized, "%s: reporter %s is not an admitted node", f, s.Reporter.ID())
+			return nil, errf(ErrUnauthorized, "%s: reporter %s is not an admitted node", f, s.Reporter.ID())
 		}
 		if err := s.FreshAt(now, r.limits.MaxCommandAge, r.limits.MaxClockSkew); err != nil {
-			return effect{}, fmt.Errorf("identity: %s: %w", f, err)
+			return nil, fmt.Errorf("identity: %s: %w", f, err)
 		}
 		if _, dup := reporters[s.Reporter]; !dup {
 			reporters[s.Reporter] = struct{}{}
@@ -548,14 +564,9 @@ func (r *Registry) applyAutoRevoke(p *AutoRevokeAgent, now time.Time) (effect, e
 		}
 	}
 	if len(reporters) < r.revokeQuorum {
-		return effect{}, errf(ErrInsufficientSignatures, "automated revocation needs signals from %d distinct admitted nodes, got %d",
+		return nil, errf(ErrInsufficientSignatures, "automated revocation needs signals from %d distinct admitted nodes, got %d",
 			r.revokeQuorum, len(reporters))
 	}
-	eff, err := r.applyRevoke(&RevokeAgent{Name: p.Name, Reason: p.Reason})
-	if err != nil {
-		return effect{}, err
-	}
 	slices.Sort(names)
-	eff.detail = fmt.Sprintf("automated %s (signals from %s)", eff.detail, strings.Join(names, ", "))
-	return eff, nil
+	return names, nil
 }

@@ -212,3 +212,51 @@ func (s *Signal) Clone() Signal {
 	out.Signature = append([]byte(nil), s.Signature...)
 	return out
 }
+
+// CheckRevocation decides, without changing anything, whether a verified revocation command
+// received out of band (by gossip, from a node that cannot reach the Raft leader) is one this
+// registry would accept now: this cluster, issued-at inside the window, signed by an operator
+// (RevokeAgent) or by admitted nodes with revoke_quorum fresh signals while automated response
+// is enabled (AutoRevokeAgent), about an agent this registry knows. It returns that agent (its
+// current key is the one to cut off). Nonces are not checked: a revocation is monotonic, so
+// applying an already-applied one early changes nothing. Any other kind is ErrInvalid.
+func (r *Registry) CheckRevocation(v *VerifiedCommand, now time.Time) (Agent, error) {
+	if v == nil || v.cmd == nil {
+		return Agent{}, invalidf("command", "nil or not verified")
+	}
+	var name string
+	switch p := v.payload.(type) {
+	case *RevokeAgent:
+		name = p.Name
+	case *AutoRevokeAgent:
+		name = p.Name
+	default:
+		return Agent{}, invalidf("kind", "%s is not a revocation", v.cmd.Kind)
+	}
+	if !r.initialised {
+		return Agent{}, errf(ErrNoGenesis, "revocation before genesis")
+	}
+	c := v.cmd
+	if c.ClusterID != r.cluster {
+		return Agent{}, errf(ErrWrongCluster, "command for cluster %s, this is %s", c.ClusterID, r.cluster)
+	}
+	if c.IssuedAt.Before(now.Add(-r.limits.MaxCommandAge)) {
+		return Agent{}, errf(ErrStale, "issued at %s, older than %s", c.IssuedAt.UTC().Format(time.RFC3339Nano), r.limits.MaxCommandAge)
+	}
+	if c.IssuedAt.After(now.Add(r.limits.MaxClockSkew)) {
+		return Agent{}, errf(ErrFromFuture, "issued at %s, more than %s ahead", c.IssuedAt.UTC().Format(time.RFC3339Nano), r.limits.MaxClockSkew)
+	}
+	if err := r.authorize(v); err != nil {
+		return Agent{}, err
+	}
+	if p, ok := v.payload.(*AutoRevokeAgent); ok {
+		if _, err := r.checkAutoRevoke(p, now); err != nil {
+			return Agent{}, err
+		}
+	}
+	a, err := r.agentFor(name)
+	if err != nil {
+		return Agent{}, err
+	}
+	return r.agentView(a), nil
+}

@@ -209,3 +209,54 @@ func FuzzDecodeSignal(f *testing.F) {
 		_ = s.Verify()
 	})
 }
+
+// TestCheckRevocation: the read-only check a node runs on a revocation received by gossip.
+func TestCheckRevocation(t *testing.T) {
+	f := newFixture(t, 92, 1, 1)
+	n2 := mustKey(t, f.rnd)
+	f.mustApply(&AdmitNode{Node: NodeEntry{Name: "node-2", Key: n2.Public()}}, f.ops[0])
+	vk := f.register("victim")
+	verified := func(c *Command) *VerifiedCommand {
+		v, err := c.Verify()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	a, err := f.reg.CheckRevocation(verified(f.cmd(&RevokeAgent{Name: "victim", Reason: "x"}, f.ops[0])), f.now)
+	if err != nil || a.Name != "victim" || a.ID != vk.ID() {
+		t.Fatalf("operator revocation: %+v %v", a, err)
+	}
+	stale := f.cmd(&RevokeAgent{Name: "victim"})
+	stale.IssuedAt = f.now.Add(-11 * time.Minute)
+	stale.Sign(f.ops[0])
+	sig := func(k PrivateKey) Signal { return f.signal(k, "victim", vk.Public(), f.now) }
+	cases := []struct {
+		name string
+		c    *Command
+		want error
+	}{
+		{"node signs an operator revocation", f.cmd(&RevokeAgent{Name: "victim"}, f.nodes[0]), ErrUnauthorized},
+		{"stale", stale, ErrStale},
+		{"unknown agent", f.cmd(&RevokeAgent{Name: "nobody"}, f.ops[0]), ErrNotFound},
+		{"not a revocation", f.cmd(&ReleaseAgent{Name: "victim"}, f.ops[0]), ErrInvalid},
+		{"automated while disabled", f.cmd(&AutoRevokeAgent{Name: "victim", Signals: []Signal{sig(f.nodes[0]), sig(n2)}}, f.nodes[0]), ErrUnauthorized},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := f.reg.CheckRevocation(verified(tc.c), f.now)
+			wantErr(t, err, tc.want)
+		})
+	}
+	f.mustApply(&SetAutomatedResponse{Enabled: true}, f.ops[0])
+	_, err = f.reg.CheckRevocation(verified(f.cmd(&AutoRevokeAgent{Name: "victim", Signals: []Signal{sig(f.nodes[0])}}, f.nodes[0])), f.now)
+	wantErr(t, err, ErrInsufficientSignatures)
+	if _, err := f.reg.CheckRevocation(verified(f.cmd(&AutoRevokeAgent{Name: "victim", Signals: []Signal{sig(f.nodes[0]), sig(n2)}}, f.nodes[0])), f.now); err != nil {
+		t.Fatalf("automated revocation with quorum: %v", err)
+	}
+	h := f.reg.Hash()
+	_, _ = f.reg.CheckRevocation(verified(f.cmd(&RevokeAgent{Name: "victim"}, f.ops[0])), f.now)
+	if f.reg.Hash() != h {
+		t.Fatal("CheckRevocation changed the registry")
+	}
+}
