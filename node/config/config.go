@@ -26,7 +26,40 @@ type Config struct {
 	// A relative path is relative to node.data_dir. Default <data_dir>/genesis.bin.
 	Genesis string `yaml:"genesis"`
 	Log     Log    `yaml:"log"`
+	Gossip  Gossip `yaml:"gossip"`
 }
+
+// Gossip is the node's membership in the gossip mesh (hashicorp/memberlist, package gossip):
+// signed anomaly signals, and committed revocations that reach a site cut off from the Raft
+// leader.
+type Gossip struct {
+	// Enabled joins the mesh. Default false until every node of the cluster has a keyring and
+	// its own gossip port (several nodes on one host need distinct binds).
+	Enabled bool `yaml:"enabled"`
+	// Bind is the host:port memberlist listens on, TCP and UDP. Port 0 picks a free port.
+	// Default 0.0.0.0:7946.
+	Bind string `yaml:"bind"`
+	// Advertise is the host:port other nodes reach this node at, when Bind is not reachable as
+	// such (NAT, containers, 0.0.0.0). The host must be an IP address. Default empty.
+	Advertise string `yaml:"advertise"`
+	// Profile is memberlist's timing preset: lan (probe 1s, gossip 200ms), wan (probe 5s,
+	// gossip 500ms) or local (one host, tests). Default lan.
+	Profile string `yaml:"profile"`
+	// Keyring is the file holding the mesh's AES keys, one base64 key per line, the first one
+	// primary (gossip.WriteKeyring writes it). A relative path is relative to node.data_dir.
+	// Empty: gossip travels unencrypted (payloads are still signed). Default
+	// keys/gossip.keyring.
+	Keyring string `yaml:"keyring"`
+	// Join lists host:port gossip addresses of other nodes to join at start. Default empty.
+	Join []string `yaml:"join"`
+}
+
+// Gossip profiles.
+const (
+	GossipLAN   = "lan"
+	GossipWAN   = "wan"
+	GossipLocal = "local"
+)
 
 // Node names this node.
 type Node struct {
@@ -148,6 +181,8 @@ func defaultUnresolved() Config {
 		},
 		Genesis: "genesis.bin",
 		Log:     Log{Level: "info", Format: "json"},
+		Gossip: Gossip{Bind: "0.0.0.0:7946", Profile: GossipLAN,
+			Keyring: filepath.Join("keys", "gossip.keyring")},
 	}
 }
 
@@ -167,5 +202,6 @@ func (c Config) resolve(fileDir string) Config {
 	c.Auth.Key = in(c.Auth.Key)
 	c.Listen.AdminSocket = in(c.Listen.AdminSocket)
 	c.Genesis = in(c.Genesis)
+	c.Gossip.Keyring = in(c.Gossip.Keyring)
 	return c
 }
