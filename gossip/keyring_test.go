@@ -1,0 +1,79 @@
+package gossip
+
+import (
+	"errors"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vigil-mesh/vigil/identity"
+)
+
+func TestKeyringFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "keys", "gossip.keyring")
+	k1, _ := GenerateKeyringKey(seeded(1))
+	k2, _ := GenerateKeyringKey(seeded(2))
+	if err := WriteKeyring(path, [][]byte{k1, k2}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := LoadKeyring(path)
+	if err != nil || len(got) != 2 || string(got[0]) != string(k1) {
+		t.Fatalf("round trip: %v %d", err, len(got))
+	}
+	for doc, want := range map[string]string{
+		"":                   "holds no key",
+		"# only a comment\n": "holds no key",
+		"not base64!\n":      "k:1: not base64",
+		"AAAA\n":             "k:1: key of 3 bytes",
+		strings.Repeat("QUFBQUFBQUFBQUFBQUFBQQ==\n", 17): "more than 16 keys",
+	} {
+		_, err := ParseKeyring("k", []byte(doc))
+		if !errors.Is(err, ErrInvalidConfig) || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: %v, want %q", doc, err, want)
+		}
+	}
+}
+
+// TestEncryptedMeshOverUDP: two meshes on real UDP/TCP loopback sockets with one keyring talk;
+// a third with another key cannot join.
+func TestEncryptedMeshOverUDP(t *testing.T) {
+	rnd := seeded(21)
+	cl, _ := identity.NewClusterID(rnd)
+	admit := &admitSet{}
+	key, _ := GenerateKeyringKey(rnd)
+	other, _ := GenerateKeyringKey(rnd)
+	start := func(ring []byte) *Mesh {
+		k, _ := identity.GenerateKey(rnd)
+		admit.add(k.ID())
+		cfg := DefaultConfig()
+		cfg.ClusterID, cfg.Key, cfg.Admission = cl, k, admit
+		cfg.Profile, cfg.BindAddr, cfg.BindPort = ProfileLocal, "127.0.0.1", 0
+		cfg.Keyring = [][]byte{ring}
+		cfg.Logger = slog.New(slog.DiscardHandler)
+		m, err := Start(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { m.Close() })
+		return m
+	}
+	a, b, c := start(key), start(key), start(other)
+	if _, err := b.Join([]string{a.Addr()}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Join([]string{a.Addr()}); err == nil {
+		t.Fatal("a node with another keyring joined")
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for a.NumMembers() != 2 || b.NumMembers() != 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("members: %d %d", a.NumMembers(), b.NumMembers())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if a.Keyring() == nil || len(a.Keyring().GetKeys()) != 1 {
+		t.Fatal("keyring not exposed for rotation")
+	}
+}
