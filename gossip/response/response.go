@@ -332,3 +332,22 @@ func (a *Aggregator) Prune(now time.Time) {
 
 // Len returns how many agents are tracked.
 func (a *Aggregator) Len() int { return len(a.agents) }
+
+// SetRevokeQuorum follows a change of the registry's revoke_quorum: the revoke step then needs
+// at least q reporters and signals. Decisions already made are not revisited.
+func (a *Aggregator) SetRevokeQuorum(q int) error {
+	c := a.cfg
+	c.Ladder = slices.Clone(c.Ladder)
+	c.RevokeQuorum = q
+	for i := range c.Ladder {
+		if c.Ladder[i].Action == Revoke {
+			c.Ladder[i].Reporters = max(c.Ladder[i].Reporters, q)
+			c.Ladder[i].Signals = max(c.Ladder[i].Signals, q)
+		}
+	}
+	if err := c.Validate(); err != nil {
+		return err
+	}
+	a.cfg = c
+	return nil
+}

@@ -201,3 +201,21 @@ func TestConfigValidate(t *testing.T) {
 		t.Fatal("unknown action parsed")
 	}
 }
+
+func TestSetRevokeQuorum(t *testing.T) {
+	f := newFix(t, 3)
+	a := mustNew(t, DefaultConfig())
+	if err := a.SetRevokeQuorum(3); err != nil {
+		t.Fatal(err)
+	}
+	a.Observe(f.sig(0, t0, 0.9), t0)
+	if d := a.Observe(f.sig(1, t0, 0.9), t0); d.Action == Revoke {
+		t.Fatal("two reporters revoked under quorum 3")
+	}
+	if d := a.Observe(f.sig(2, t0, 0.9), t0); d.Action != Revoke || len(d.Evidence) != 3 {
+		t.Fatalf("three reporters under quorum 3: %+v", d)
+	}
+	if err := a.SetRevokeQuorum(0); err == nil {
+		t.Fatal("quorum 0 accepted")
+	}
+}

@@ -1,0 +1,183 @@
+package node
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"testing"
+	"time"
+
+	"github.com/vigil-mesh/vigil/gossip/response"
+	"github.com/vigil-mesh/vigil/identity"
+	"github.com/vigil-mesh/vigil/node/agentproto"
+	"github.com/vigil-mesh/vigil/node/enforce"
+)
+
+const gossipYAML = "gossip:\n  enabled: true\n  bind: 127.0.0.1:0\n  profile: local\n  keyring: \"\"\n"
+
+// joinGossip joins every node's mesh through node-1's and waits for full membership.
+func (c *e2eCluster) joinGossip() {
+	c.tb.Helper()
+	first := c.nodes[0].GossipAddr()
+	for _, n := range c.nodes[1:] {
+		if _, err := n.GossipJoin([]string{first}); err != nil {
+			c.tb.Fatalf("%s: gossip join: %v", n.cfg.Node.Name, err)
+		}
+	}
+	for _, n := range c.nodes {
+		waitUntil(c.tb, n.cfg.Node.Name+" to see every gossip member", func() bool {
+			return n.GossipStats().Members == len(c.nodes)
+		})
+	}
+}
+
+// TestGossipRevocationReachesCutOffNode: node-3 loses every libp2p link to node-1 and node-2
+// (so Raft cannot reach it) but still gossips. A revocation committed by the others is enforced
+// on node-3 within seconds: the view says revoked, the agent's live connection is closed, and
+// node-3's own replica has not applied the command.
+func TestGossipRevocationReachesCutOffNode(t *testing.T) {
+	c := startE2EClusterYAML(t, 3, gossipYAML)
+	c.joinGossip()
+	agentKey := c.register("worker")
+	ah := newAgentHost(t, agentKey)
+	cut := c.nodes[2]
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if _, err := agentproto.Attach(ctx, ah, addrInfo(cut)); err != nil {
+		t.Fatal(err)
+	}
+	// Cut node-3 off over libp2p, both ways.
+	for _, other := range c.nodes[:2] {
+		cut.BlockPeer(other.Host().ID())
+		other.BlockPeer(cut.Host().ID())
+	}
+	waitUntil(t, "node-3 to lose its libp2p links", func() bool {
+		for _, other := range c.nodes[:2] {
+			if len(cut.Host().Network().ConnsToPeer(other.Host().ID())) > 0 {
+				return false
+			}
+		}
+		return true
+	})
+	applied := cut.Consensus().AppliedIndex()
+
+	cmd, err := identity.NewCommand(c.cid, &identity.RevokeAgent{Name: "worker", Reason: "compromised"}, time.Now(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Sign(c.op)
+	start := time.Now()
+	res, err := c.nodes[0].Propose(ctx, cmd)
+	if err == nil {
+		err = res.Err
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "node-3 to enforce the revocation by gossip", func() bool {
+		return cut.gater.Decide(agentKey.ID().Peer()) == enforce.ReasonRevoked &&
+			len(cut.Host().Network().ConnsToPeer(ah.ID())) == 0
+	})
+	elapsed := time.Since(start)
+	if elapsed > 5*time.Second {
+		t.Fatalf("cut-off node enforced after %s, want within seconds", elapsed)
+	}
+	if cut.Consensus().AppliedIndex() != applied {
+		t.Fatal("node-3 applied through Raft: the test did not cut it off")
+	}
+	var st identity.Status
+	cut.Consensus().Read(func(r *identity.Registry) { a, _ := r.Agent("worker"); st = a.Status })
+	if st != identity.StatusActive {
+		t.Fatalf("node-3's replica says %s: the revocation came through Raft", st)
+	}
+	if gs := cut.GossipStats(); gs.RevocationsApplied != 1 || gs.RevocationsRefused != 0 {
+		t.Fatalf("gossip stats on node-3: %+v", gs)
+	}
+	t.Logf("cut-off node enforced the revocation %s after the commit started", elapsed)
+
+	// Heal: Raft delivers the same revocation; the overlay entry goes.
+	for _, other := range c.nodes[:2] {
+		cut.UnblockPeer(other.Host().ID())
+		other.UnblockPeer(cut.Host().ID())
+	}
+	waitUntil(t, "node-3 to apply the revocation through Raft", func() bool {
+		var s identity.Status
+		cut.Consensus().Read(func(r *identity.Registry) { a, _ := r.Agent("worker"); s = a.Status })
+		return s == identity.StatusRevoked
+	})
+	waitUntil(t, "the overlay to empty", func() bool {
+		_ = cut.enforcer.Refresh(ctx)
+		return cut.views.Overlaid() == 0
+	})
+}
+
+// TestGossipForgedRevocationRefused: a revocation signed by a node key (not an operator)
+// arrives by gossip and is refused: nothing is cut off.
+func TestGossipForgedRevocationRefused(t *testing.T) {
+	c := startE2EClusterYAML(t, 2, gossipYAML)
+	c.joinGossip()
+	agentKey := c.register("worker")
+	cmd, err := identity.NewCommand(c.cid, &identity.RevokeAgent{Name: "worker", Reason: "forged"}, time.Now(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Sign(c.nodes[0].key) // a node is not an operator
+	if err := c.nodes[0].gossip.mesh.PublishRevocation(cmd.Encode()); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "node-2 to refuse the forged revocation", func() bool {
+		return c.nodes[1].GossipStats().RevocationsRefused == 1
+	})
+	if r := c.nodes[1].gater.Decide(agentKey.ID().Peer()); r != enforce.ReasonAgent {
+		t.Fatalf("forged revocation enforced: %s", r)
+	}
+}
+
+// TestGossipAutomatedRevocation: with automated response on and revoke_quorum 2, one node's
+// signals only alert; a second node's signal reaches the quorum, a node proposes an
+// AutoRevokeAgent carrying both signals, every replica verifies them, and the agent is revoked
+// everywhere.
+func TestGossipAutomatedRevocation(t *testing.T) {
+	c := startE2EClusterYAML(t, 3, gossipYAML)
+	c.joinGossip()
+	agentKey := c.register("worker")
+	c.propose(c.nodes[0], &identity.SetAutomatedResponse{Enabled: true})
+	ev := sha256.Sum256([]byte("syscalls"))
+	for range 5 { // one node at full rate: never enough
+		if err := c.nodes[0].ReportAnomaly("worker", "ngram", 0.99, ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitUntil(t, "node-2 to hear node-1's signals", func() bool {
+		for _, d := range c.nodes[1].Decisions() {
+			if d.Action >= response.Alert {
+				return true
+			}
+		}
+		return false
+	})
+	time.Sleep(500 * time.Millisecond)
+	for _, n := range c.nodes {
+		if r := n.gater.Decide(agentKey.ID().Peer()); r != enforce.ReasonAgent {
+			t.Fatalf("%s: one reporter revoked the agent (%s)", n.cfg.Node.Name, r)
+		}
+	}
+	start := time.Now()
+	if err := c.nodes[1].ReportAnomaly("worker", "lstm", 0.97, ev); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range c.nodes {
+		waitUntil(t, n.cfg.Node.Name+" to revoke automatically", func() bool {
+			return n.gater.Decide(agentKey.ID().Peer()) == enforce.ReasonRevoked
+		})
+	}
+	t.Logf("second reporter's signal to revoked on every node: %s", time.Since(start))
+	var detail string
+	c.nodes[2].Consensus().Read(func(r *identity.Registry) {
+		es := r.Audit(identity.AuditQuery{Principal: "worker"})
+		detail = es[len(es)-1].Detail
+	})
+	if want := "automated revoked agent worker"; len(detail) < len(want) || detail[:len(want)] != want {
+		t.Fatalf("audit detail %q", detail)
+	}
+}
