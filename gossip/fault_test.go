@@ -190,6 +190,12 @@ func TestPausedNode(t *testing.T) {
 		t.Logf("rejoin: %v", err)
 	}
 	c.waitMembers(4, 20*time.Second)
+	// Failure detection never turns into evidence: no signal and no revocation anywhere.
+	for i, nd := range c.nodes {
+		if nd.signals.Load() != 0 || nd.revs.Load() != 0 {
+			t.Fatalf("node %d delivered %d signals and %d revocations after a pause", i, nd.signals.Load(), nd.revs.Load())
+		}
+	}
 }
 
 func TestMemNetwork(t *testing.T) {

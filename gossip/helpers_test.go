@@ -40,7 +40,7 @@ type testNode struct {
 }
 
 type testCluster struct {
-	t       *testing.T
+	t       testing.TB
 	rnd     io.Reader
 	cluster identity.ClusterID
 	net     *MemNetwork
@@ -148,7 +148,7 @@ func (c *testCluster) waitMembers(want int, d time.Duration) {
 	}, "members")
 }
 
-func eventually(t *testing.T, d time.Duration, f func() bool, what string) {
+func eventually(t testing.TB, d time.Duration, f func() bool, what string) {
 	t.Helper()
 	deadline := time.Now().Add(d)
 	for !f() {
