@@ -264,3 +264,34 @@ func TestMemNetwork(t *testing.T) {
 		t.Fatalf("shut down: %d delivered", got)
 	}
 }
+
+// TestRemovedNodeEvicted: a node the registry stops admitting (removed) is evicted from every
+// other node's membership within the suspicion timeout, although it keeps running, and what it
+// sends afterwards is dropped.
+func TestRemovedNodeEvicted(t *testing.T) {
+	c := newTestCluster(t, 16, 4, nil)
+	gone := c.nodes[3]
+	c.admit.remove(gone.key.ID())
+	start := time.Now()
+	eventually(t, 20*time.Second, func() bool {
+		for _, nd := range c.nodes[:3] {
+			if nd.mesh.NumMembers() != 3 {
+				return false
+			}
+		}
+		return true
+	}, "the removed node evicted everywhere")
+	t.Logf("evicted everywhere after %s", time.Since(start))
+	if err := gone.mesh.PublishRevocation(c.revocation("agent-z")); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second)
+	for i, nd := range c.nodes[:3] {
+		if nd.revs.Load() != 0 {
+			t.Fatalf("node %d delivered a payload from the evicted node", i)
+		}
+		if nd.mesh.Count(CountEvicted) == 0 {
+			t.Fatalf("node %d counted no eviction", i)
+		}
+	}
+}

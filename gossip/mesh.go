@@ -37,12 +37,13 @@ const (
 	CountRefusedAlive                // alive messages refused (unadmitted node or bad metadata)
 	CountRefusedMerge                // push/pull merges refused
 	CountSent                        // payloads this node originated
+	CountEvicted                     // members evicted because the registry no longer admits them
 	countEnd
 )
 
 var counterNames = [...]string{"received", "delivered", "too_large", "malformed", "not_admitted",
 	"out_of_window", "bad_signature", "mismatch", "duplicate", "rate_limited", "delivery_full",
-	"refused_alive", "refused_merge", "sent"}
+	"refused_alive", "refused_merge", "sent", "evicted"}
 
 func (c Counter) String() string { return counterNames[c] }
 
@@ -77,6 +78,7 @@ type Mesh struct {
 	maxUDP  int
 	recent  []recentRev // revocations still valid, for anti-entropy (guarded by mu)
 	keyring *memberlist.Keyring
+	evict   *evictTransport
 }
 
 // recentRev is a revocation envelope kept for push/pull anti-entropy until it expires.
@@ -154,14 +156,32 @@ func Start(cfg Config) (*Mesh, error) {
 		NumNodes:       func() int { return m.numMembers() },
 		RetransmitMult: cfg.RetransmitMult,
 	}
+	inner := cfg.Transport
+	if inner == nil {
+		nt, port, err := netTransport(cfg.BindAddr, cfg.BindPort, mc.Logger)
+		if err != nil {
+			return nil, err
+		}
+		if mc.BindPort == 0 {
+			mc.BindPort = port
+		}
+		if cfg.AdvertisePort == 0 {
+			mc.AdvertisePort = port
+		}
+		inner = nt
+	}
+	m.evict = newEvictTransport(inner)
+	mc.Transport = m.evict
 	ml, err := memberlist.Create(mc)
 	if err != nil {
+		m.evict.Shutdown()
 		return nil, fmt.Errorf("gossip: start memberlist on %s:%d: %w", cfg.BindAddr, cfg.BindPort, err)
 	}
 	m.ml = ml
-	m.wg.Add(2)
+	m.wg.Add(3)
 	go m.deliverLoop()
 	go m.relayLoop()
+	go m.evictLoop(mc.ProbeInterval)
 	return m, nil
 }
 
