@@ -34,6 +34,7 @@ type gossipLayer struct {
 	decisions []response.Decision
 
 	revApplied, revRefused, proposals atomic.Uint64
+	decided                           [response.Revoke + 1]atomic.Uint64 // decisions that changed a step, by action
 	done                              chan struct{}
 	wg                                sync.WaitGroup
 }
@@ -100,6 +101,7 @@ func (n *Node) startGossip(cluster identity.ClusterID) error {
 	}
 	n.gossip = l
 	n.closers = append(n.closers, l.close)
+	n.metrics.reg.MustRegister(&gossipCollector{l})
 	if len(cfg.Join) > 0 {
 		l.wg.Add(1)
 		go l.joinLoop(cfg.Join)
@@ -207,6 +209,7 @@ func (l *gossipLayer) observe(s identity.Signal) {
 	}
 	d := l.agg.Observe(s, time.Now())
 	if d.Changed {
+		l.decided[d.Action].Add(1)
 		if len(l.decisions) == maxDecisions {
 			l.decisions = l.decisions[1:]
 		}

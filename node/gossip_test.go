@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"strings"
 	"testing"
 	"time"
 
@@ -179,5 +180,12 @@ func TestGossipAutomatedRevocation(t *testing.T) {
 	})
 	if want := "automated revoked agent worker"; len(detail) < len(want) || detail[:len(want)] != want {
 		t.Fatalf("audit detail %q", detail)
+	}
+	_, metrics := get(t, c.nodes[1], "/metrics")
+	for _, want := range []string{"vigil_gossip_members 3", `vigil_response_decisions_total{action="revoke"} 1`,
+		`vigil_gossip_payloads_total{outcome="delivered"}`} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
 	}
 }
