@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/peer"
+
 	"github.com/vigil-mesh/vigil/consensus"
 	"github.com/vigil-mesh/vigil/gossip"
 	"github.com/vigil-mesh/vigil/gossip/response"
@@ -29,9 +31,10 @@ type gossipLayer struct {
 	n    *Node
 	mesh *gossip.Mesh
 
-	mu        sync.Mutex // guards agg and decisions
+	mu        sync.Mutex // guards agg, decisions and lifts
 	agg       *response.Aggregator
 	decisions []response.Decision
+	lifts     map[peer.ID]*time.Timer // end of each local quarantine
 
 	revApplied, revRefused, proposals atomic.Uint64
 	decided                           [response.Revoke + 1]atomic.Uint64 // decisions that changed a step, by action
@@ -161,6 +164,11 @@ func (l *gossipLayer) close() error {
 	err := l.mesh.Close()
 	close(l.done)
 	l.wg.Wait()
+	l.mu.Lock()
+	for _, t := range l.lifts {
+		t.Stop()
+	}
+	l.mu.Unlock()
 	return err
 }
 
@@ -221,10 +229,42 @@ func (l *gossipLayer) observe(s identity.Signal) {
 	}
 	l.n.log.Info("node: response decision", "agent", d.Agent.Name, "action", d.Action.String(),
 		"reporters", d.Reporters, "signals", d.Signals, "dry_run", d.DryRun, "escalated", d.Escalated)
-	if d.Action == response.Revoke && !d.DryRun {
+	if d.DryRun {
+		return
+	}
+	switch d.Action {
+	case response.Quarantine:
+		l.quarantine(d)
+	case response.Revoke:
 		l.wg.Add(1)
 		go l.proposeAutoRevoke(d)
 	}
+}
+
+// quarantine cuts the agent off on this node at once, until d.Until (a renewed quarantine
+// moves the end). The registry is not changed: the quarantine is local.
+func (l *gossipLayer) quarantine(d response.Decision) {
+	p := d.Agent.Key.ID().Peer()
+	if l.n.views.QuarantineOverlay(p) {
+		l.n.enforcer.Disconnect(p, enforce.ReasonQuarantined)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.lifts == nil {
+		l.lifts = map[peer.ID]*time.Timer{}
+	}
+	if t := l.lifts[p]; t != nil {
+		t.Stop()
+	}
+	l.lifts[p] = time.AfterFunc(time.Until(d.Until), func() {
+		l.mu.Lock()
+		delete(l.lifts, p)
+		l.mu.Unlock()
+		l.n.views.LiftQuarantine(p)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = l.n.enforcer.Refresh(ctx)
+	})
 }
 
 // proposeAutoRevoke proposes an AutoRevokeAgent carrying the evidence, signed by this node, and

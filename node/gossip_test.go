@@ -189,3 +189,43 @@ func TestGossipAutomatedRevocation(t *testing.T) {
 		}
 	}
 }
+
+// TestGossipLocalQuarantine: with revoke_quorum 3, two nodes' signals put the agent in local
+// quarantine on every node (refused by the gater, its connection closed) while the registry
+// still holds it active.
+func TestGossipLocalQuarantine(t *testing.T) {
+	c := startE2EClusterYAML(t, 3, gossipYAML)
+	c.joinGossip()
+	c.propose(c.nodes[0], &identity.SetRevokeQuorum{Quorum: 3})
+	agentKey := c.register("worker")
+	ah := newAgentHost(t, agentKey)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if _, err := agentproto.Attach(ctx, ah, addrInfo(c.nodes[2])); err != nil {
+		t.Fatal(err)
+	}
+	ev := sha256.Sum256([]byte("x"))
+	for _, n := range c.nodes[:2] {
+		if err := n.ReportAnomaly("worker", "ngram", 0.9, ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, n := range c.nodes {
+		waitUntil(t, n.cfg.Node.Name+" to quarantine locally", func() bool {
+			return n.gater.Decide(agentKey.ID().Peer()) == enforce.ReasonQuarantined
+		})
+	}
+	waitUntil(t, "node-3 to close the agent's connection", func() bool {
+		return len(c.nodes[2].Host().Network().ConnsToPeer(ah.ID())) == 0
+	})
+	var st identity.Status
+	c.nodes[2].Consensus().Read(func(r *identity.Registry) { a, _ := r.Agent("worker"); st = a.Status })
+	if st != identity.StatusActive {
+		t.Fatalf("registry says %s: a local quarantine reached the registry", st)
+	}
+	for _, d := range c.nodes[2].Decisions() {
+		if d.Action == response.Revoke {
+			t.Fatal("two reporters under quorum 3 decided revoke")
+		}
+	}
+}

@@ -56,3 +56,39 @@ func TestRevokeOverlay(t *testing.T) {
 		t.Fatalf("%d overlay entries after the registry caught up", n)
 	}
 }
+
+// TestQuarantineOverlay: a local quarantine refuses the agent until lifted; a revocation
+// dominates it.
+func TestQuarantineOverlay(t *testing.T) {
+	f := newFixture(t)
+	a := f.register("a", time.Hour)
+	b := f.register("b", time.Hour)
+	vs := NewViews()
+	f.update(vs)
+	now := time.Now().UnixNano()
+	if !vs.QuarantineOverlay(a.ID().Peer()) {
+		t.Fatal("quarantine of an active agent: want true")
+	}
+	if r := vs.Current().Decide(a.ID().Peer(), now); r != ReasonQuarantined {
+		t.Fatalf("quarantined: %s", r)
+	}
+	f.update(vs) // a new View keeps it
+	if r := vs.Current().Decide(a.ID().Peer(), now); r != ReasonQuarantined {
+		t.Fatalf("quarantine lost on the next View: %s", r)
+	}
+	vs.LiftQuarantine(a.ID().Peer())
+	f.update(vs)
+	if r := vs.Current().Decide(a.ID().Peer(), now); r != ReasonAgent {
+		t.Fatalf("after lifting: %s", r)
+	}
+	// Revoked by gossip, then a quarantine: still revoked; lifting does not unrevoke.
+	vs.RevokeOverlay(b.ID().Peer())
+	if vs.QuarantineOverlay(b.ID().Peer()) {
+		t.Fatal("quarantine of a revoked agent reported a change")
+	}
+	vs.LiftQuarantine(b.ID().Peer())
+	f.update(vs)
+	if r := vs.Current().Decide(b.ID().Peer(), now); r != ReasonRevoked {
+		t.Fatalf("revocation undone by a quarantine lift: %s", r)
+	}
+}

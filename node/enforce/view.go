@@ -165,7 +165,7 @@ func (c Change) Lost(now int64) bool {
 type Views struct {
 	mu      sync.Mutex // serialises Update and guards overlay
 	cur     atomic.Pointer[View]
-	overlay map[peer.ID]struct{} // revoked by gossip, not yet by the registry (overlay.go)
+	overlay map[peer.ID]identity.Status // local statuses ahead of the registry (overlay.go)
 }
 
 // NewViews returns a holder with no View yet (Current returns nil: deny everything).
