@@ -77,3 +77,57 @@ func TestEncryptedMeshOverUDP(t *testing.T) {
 		t.Fatal("keyring not exposed for rotation")
 	}
 }
+
+// TestKeyringRotation: two nodes rotate from key A to key B without losing each other (add B,
+// use B, remove A); afterwards a node holding only B joins and a node holding only A cannot.
+func TestKeyringRotation(t *testing.T) {
+	rnd := seeded(22)
+	cl, _ := identity.NewClusterID(rnd)
+	admit := &admitSet{}
+	ka, _ := GenerateKeyringKey(rnd)
+	kb, _ := GenerateKeyringKey(rnd)
+	start := func(ring []byte) *Mesh {
+		k, _ := identity.GenerateKey(rnd)
+		admit.add(k.ID())
+		cfg := DefaultConfig()
+		cfg.ClusterID, cfg.Key, cfg.Admission = cl, k, admit
+		cfg.Profile, cfg.BindAddr, cfg.BindPort = ProfileLocal, "127.0.0.1", 0
+		cfg.Keyring = [][]byte{ring}
+		cfg.Logger = slog.New(slog.DiscardHandler)
+		m, err := Start(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { m.Close() })
+		return m
+	}
+	a, b := start(ka), start(ka)
+	if _, err := b.Join([]string{a.Addr()}); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []*Mesh{a, b} {
+		if err := m.Keyring().AddKey(kb); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, m := range []*Mesh{a, b} {
+		if err := m.Keyring().UseKey(kb); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, m := range []*Mesh{a, b} {
+		if err := m.Keyring().RemoveKey(ka); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(2 * time.Second) // a few probe rounds on the new key only
+	if a.NumMembers() != 2 || b.NumMembers() != 2 {
+		t.Fatalf("lost each other during rotation: %d %d", a.NumMembers(), b.NumMembers())
+	}
+	if _, err := start(kb).Join([]string{a.Addr()}); err != nil {
+		t.Fatalf("node with the new key: %v", err)
+	}
+	if _, err := start(ka).Join([]string{a.Addr()}); err == nil {
+		t.Fatal("node with the retired key joined")
+	}
+}

@@ -64,8 +64,14 @@ type Envelope struct {
 	Sig      []byte // Ed25519 by Reporter over signingBytes(cluster)
 }
 
+// putTime writes Unix nanoseconds; the zero time is math.MinInt64 (as in identity's encoding),
+// so that every decoded time encodes back to the same bytes.
 func putTime(b []byte, t time.Time) []byte {
-	return binary.BigEndian.AppendUint64(b, uint64(t.UnixNano()))
+	n := int64(math.MinInt64)
+	if !t.IsZero() {
+		n = t.UnixNano()
+	}
+	return binary.BigEndian.AppendUint64(b, uint64(n))
 }
 
 func (e *Envelope) appendBody(b []byte) []byte {
