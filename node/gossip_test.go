@@ -37,7 +37,13 @@ func (c *e2eCluster) joinGossip() {
 // on node-3 within seconds: the view says revoked, the agent's live connection is closed, and
 // node-3's own replica has not applied the command.
 func TestGossipRevocationReachesCutOffNode(t *testing.T) {
-	c := startE2EClusterYAML(t, 3, gossipYAML)
+	for _, mode := range []string{"best_effort", "strict"} {
+		t.Run(mode, func(t *testing.T) { testCutOffNode(t, mode) })
+	}
+}
+
+func testCutOffNode(t *testing.T, mode string) {
+	c := startE2EClusterYAML(t, 3, gossipYAML+"auth:\n  enforcement: "+mode+"\n  max_staleness: 30s\n")
 	c.joinGossip()
 	agentKey := c.register("worker")
 	ah := newAgentHost(t, agentKey)
