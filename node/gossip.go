@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"net"
@@ -17,6 +18,7 @@ import (
 	"github.com/vigil-mesh/vigil/gossip"
 	"github.com/vigil-mesh/vigil/gossip/response"
 	"github.com/vigil-mesh/vigil/identity"
+	"github.com/vigil-mesh/vigil/node/agentproto"
 	"github.com/vigil-mesh/vigil/node/config"
 	"github.com/vigil-mesh/vigil/node/enforce"
 )
@@ -397,4 +399,25 @@ func (b revocationGossip) propose(ctx context.Context, cmd *identity.Command) er
 		err = res.Err
 	}
 	return err
+}
+
+// reportEvent turns a node event into an anomaly signal when it is evidence of compromise: an
+// agent that answered a re-verification challenge with a signature that does not verify under
+// its registered key (someone else holds the connection, or the agent's key was swapped). An
+// expired registration or an agent that went silent is not evidence and is not reported.
+func (n *Node) reportEvent(p peer.ID, cause error) {
+	if n.gossip == nil || !errors.Is(cause, agentproto.ErrBadSignature) {
+		return
+	}
+	v := n.views.Current()
+	if v == nil {
+		return
+	}
+	e, ok := v.Lookup(p)
+	if !ok || e.Role != identity.RoleAgent {
+		return
+	}
+	if err := n.ReportAnomaly(e.Name, "reverify", 1, sha256.Sum256([]byte(cause.Error()))); err != nil {
+		n.log.Warn("node: report anomaly", "agent", e.Name, "err", err)
+	}
 }

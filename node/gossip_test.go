@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p"
+
 	"github.com/vigil-mesh/vigil/gossip/response"
 	"github.com/vigil-mesh/vigil/identity"
 	"github.com/vigil-mesh/vigil/node/agentproto"
@@ -234,4 +236,36 @@ func TestGossipLocalQuarantine(t *testing.T) {
 			t.Fatal("two reporters under quorum 3 decided revoke")
 		}
 	}
+}
+
+// TestGossipForgedReverificationSignals: an agent whose re-verification answer does not verify
+// under its registered key is cut off, and its node gossips an anomaly signal about it that the
+// other nodes count.
+func TestGossipForgedReverificationSignals(t *testing.T) {
+	c := startE2EClusterYAML(t, 2, gossipYAML+"auth:\n  reverify_interval: 1s\n")
+	c.joinGossip()
+	agentKey := c.register("worker")
+	wrong, err := identity.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := libp2p.New(libp2p.Identity(agentKey.Libp2p()), libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	agentproto.ServeReverify(h, wrong) // answers challenges with another key's signature
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if _, err := agentproto.Attach(ctx, h, addrInfo(c.nodes[0])); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "node-2 to count node-1's re-verification signal", func() bool {
+		for _, d := range c.nodes[1].Decisions() {
+			if d.Agent.Name == "worker" && d.Action >= response.Alert && d.Reporters == 1 {
+				return true
+			}
+		}
+		return false
+	})
 }

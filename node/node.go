@@ -148,6 +148,7 @@ func Start(cfg config.Config, log *slog.Logger) (_ *Node, err error) {
 	ac.Disconnect = func(p peer.ID, cause error) {
 		n.log.Info("node: agent cut off", "peer", p.String(), "cause", cause)
 		n.enforcer.Disconnect(p, enforce.ReasonRevoked)
+		n.reportEvent(p, cause) // gossip.go: a forged re-verification becomes an anomaly signal
 	}
 	if n.agents, err = agentproto.NewServer(n.host, n.views, ac); err != nil {
 		return nil, fmt.Errorf("node: %w", err)
