@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -22,6 +23,10 @@ import (
 	"github.com/vigil-mesh/vigil/node/config"
 	"github.com/vigil-mesh/vigil/node/enforce"
 )
+
+// proposeStagger separates the automated-revocation proposals of the nodes that reach the quorum
+// together (see proposeAutoRevoke).
+const proposeStagger = 300 * time.Millisecond
 
 // maxDecisions bounds the response decisions kept in memory for the admin API.
 const maxDecisions = 1024
@@ -273,9 +278,41 @@ func (l *gossipLayer) quarantine(d response.Decision) {
 // gossips it once committed. Another node proposing the same revocation first is not an error.
 func (l *gossipLayer) proposeAutoRevoke(d response.Decision) {
 	defer l.wg.Done()
-	var enabled bool
-	var cluster identity.ClusterID
-	l.n.consensusNode().Read(func(r *identity.Registry) { enabled, cluster = r.AutomatedResponse(), r.ClusterID() })
+	// Every node that reaches the quorum decides revoke at about the same time. To avoid a burst
+	// of proposals the FSM would refuse as duplicates, the reporters propose in the order of
+	// their keys, proposeStagger apart, and everyone else after them; each first checks whether
+	// the agent is already revoked.
+	self := l.n.key.Public()
+	rank, mine := 0, false
+	for _, s := range d.Evidence {
+		if s.Reporter == self {
+			mine = true
+		} else if bytes.Compare(s.Reporter.Bytes(), self.Bytes()) < 0 {
+			rank++
+		}
+	}
+	if !mine {
+		rank = len(d.Evidence)
+	}
+	if rank > 0 {
+		select {
+		case <-l.done:
+			return
+		case <-time.After(time.Duration(rank) * proposeStagger):
+		}
+	}
+	var (
+		enabled, revoked bool
+		cluster          identity.ClusterID
+	)
+	l.n.consensusNode().Read(func(r *identity.Registry) {
+		enabled, cluster = r.AutomatedResponse(), r.ClusterID()
+		a, ok := r.Agent(d.Agent.Name)
+		revoked = ok && (a.Status == identity.StatusRevoked || a.ID.PublicKey() != d.Agent.Key)
+	})
+	if revoked {
+		return // another node's proposal won, or the agent's key changed
+	}
 	if !enabled {
 		l.n.log.Info("node: automated response is disabled in the registry; revocation not proposed", "agent", d.Agent.Name)
 		return
