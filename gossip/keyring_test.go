@@ -2,6 +2,7 @@ package gossip
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"path/filepath"
 	"strings"
@@ -129,5 +130,36 @@ func TestKeyringRotation(t *testing.T) {
 	}
 	if _, err := start(ka).Join([]string{a.Addr()}); err == nil {
 		t.Fatal("node with the retired key joined")
+	}
+}
+
+// TestMetaFitsAndVerifies: metadata keeps as many addresses as fit memberlist's 512 bytes, and
+// verifies only for its own key and cluster.
+func TestMetaFitsAndVerifies(t *testing.T) {
+	k, _ := identity.GenerateKey(seeded(30))
+	other, _ := identity.GenerateKey(seeded(31))
+	var addrs []string
+	for i := range 8 {
+		addrs = append(addrs, fmt.Sprintf("/dns4/node-%d.a-rather-long-site-name.example.internal/udp/7400/quic-v1", i))
+	}
+	m, err := signMeta(identity.ClusterID{1}, k, "site-a", "voter", addrs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw := m.Encode()
+	if len(raw) > MaxMetaSize || len(m.Addrs) == 0 || len(m.Addrs) == 8 {
+		t.Fatalf("%d bytes with %d of 8 addresses", len(raw), len(m.Addrs))
+	}
+	if _, err := verifyMeta(identity.ClusterID{1}, k.ID(), raw); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := verifyMeta(identity.ClusterID{2}, k.ID(), raw); !errors.Is(err, ErrBadSignature) {
+		t.Fatalf("other cluster: %v", err)
+	}
+	if _, err := verifyMeta(identity.ClusterID{1}, other.ID(), raw); !errors.Is(err, ErrMismatch) {
+		t.Fatalf("other node's name: %v", err)
+	}
+	if _, err := DecodeMeta(make([]byte, MaxMetaSize+1)); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("oversized: %v", err)
 	}
 }
