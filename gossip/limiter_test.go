@@ -2,6 +2,7 @@ package gossip
 
 import (
 	"math/rand/v2"
+	"runtime"
 	"testing"
 	"time"
 )
@@ -71,5 +72,33 @@ func TestBucket(t *testing.T) {
 	now = now.Add(200 * time.Millisecond)
 	if !b.allow(now, 10, 5) || !b.allow(now, 10, 5) || b.allow(now, 10, 5) {
 		t.Fatal("after 200ms at 10/s: want exactly 2")
+	}
+}
+
+// TestCloseLeavesNoGoroutine: after Close (and memberlist's in-flight probes time out), the
+// goroutine count is back where it was.
+func TestCloseLeavesNoGoroutine(t *testing.T) {
+	before := runtime.NumGoroutine()
+	c := newTestCluster(t, 40, 3, nil)
+	if err := c.nodes[0].mesh.PublishRevocation(c.revocation("agent-a")); err != nil {
+		t.Fatal(err)
+	}
+	c.waitRevs(1, 5*time.Second, 0)
+	for _, nd := range c.nodes {
+		if err := nd.mesh.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if err := nd.mesh.Close(); err != nil { // idempotent
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for runtime.NumGoroutine() > before {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<20)
+			n := runtime.Stack(buf, true)
+			t.Fatalf("%d goroutines, %d before:\n%s", runtime.NumGoroutine(), before, buf[:n])
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
