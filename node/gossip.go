@@ -5,9 +5,11 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -457,4 +459,34 @@ func (n *Node) reportEvent(p peer.ID, cause error) {
 	if err := n.ReportAnomaly(e.Name, "reverify", 1, sha256.Sum256([]byte(cause.Error()))); err != nil {
 		n.log.Warn("node: report anomaly", "agent", e.Name, "err", err)
 	}
+}
+
+// decisionJSON is one response decision as GET /decisions shows it.
+type decisionJSON struct {
+	Agent     string    `json:"agent"`
+	AgentID   string    `json:"agent_id"`
+	Action    string    `json:"action"`
+	Reporters []string  `json:"reporters,omitempty"` // evidence of a revoke decision
+	Count     int       `json:"reporter_count"`
+	Signals   int       `json:"signals"`
+	MaxScore  float64   `json:"max_score"`
+	Until     time.Time `json:"until,omitzero"`
+	Escalated bool      `json:"escalated,omitempty"`
+	DryRun    bool      `json:"dry_run,omitempty"`
+}
+
+// serveDecisions answers GET /decisions on the local HTTP endpoint: the response decisions that
+// changed an agent's step, oldest first, as JSON (until the admin API carries them).
+func (n *Node) serveDecisions(w http.ResponseWriter, _ *http.Request) {
+	out := []decisionJSON{}
+	for _, d := range n.Decisions() {
+		j := decisionJSON{Agent: d.Agent.Name, AgentID: d.Agent.Key.ID().String(), Action: d.Action.String(),
+			Count: d.Reporters, Signals: d.Signals, MaxScore: d.MaxScore, Until: d.Until, Escalated: d.Escalated, DryRun: d.DryRun}
+		for _, s := range d.Evidence {
+			j.Reporters = append(j.Reporters, s.Reporter.ID().String())
+		}
+		out = append(out, j)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(out)
 }

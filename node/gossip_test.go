@@ -186,6 +186,10 @@ func TestGossipAutomatedRevocation(t *testing.T) {
 	if want := "automated revoked agent worker"; len(detail) < len(want) || detail[:len(want)] != want {
 		t.Fatalf("audit detail %q", detail)
 	}
+	code, body := get(t, c.nodes[1], "/decisions")
+	if code != 200 || !strings.Contains(body, `"action":"revoke"`) || !strings.Contains(body, `"agent":"worker"`) {
+		t.Fatalf("/decisions: %d %s", code, body)
+	}
 	_, metrics := get(t, c.nodes[1], "/metrics")
 	for _, want := range []string{"vigil_gossip_members 3", `vigil_response_decisions_total{action="revoke"} 1`,
 		`vigil_gossip_payloads_total{outcome="delivered"}`} {
