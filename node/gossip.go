@@ -45,16 +45,17 @@ type gossipLayer struct {
 	decisions []response.Decision
 	lifts     map[peer.ID]*time.Timer // end of each local quarantine
 
-	revApplied, revRefused, proposals atomic.Uint64
-	decided                           [response.Revoke + 1]atomic.Uint64 // decisions that changed a step, by action
-	done                              chan struct{}
-	wg                                sync.WaitGroup
+	revApplied, revAlready, revRefused, proposals atomic.Uint64
+	decided                                       [response.Revoke + 1]atomic.Uint64 // decisions that changed a step, by action
+	done                                          chan struct{}
+	wg                                            sync.WaitGroup
 }
 
 // GossipStats is what the node's gossip layer has done.
 type GossipStats struct {
 	Members            int
 	RevocationsApplied uint64 // gossip revocations that cut an agent off before Raft delivered them
+	RevocationsAlready uint64 // gossip revocations the local replica had already applied
 	RevocationsRefused uint64 // gossip revocations the local registry does not accept
 	Proposals          uint64 // automated revocations this node proposed
 	Mesh               map[gossip.Counter]uint64
@@ -191,6 +192,10 @@ func (l *gossipLayer) onRevocation(raw []byte, from identity.ID) {
 		if v, err = cmd.Verify(); err == nil {
 			var agent identity.Agent
 			l.n.consensusNode().Read(func(r *identity.Registry) { agent, err = r.CheckRevocation(v, time.Now()) })
+			if err == nil && agent.Status == identity.StatusRevoked {
+				l.revAlready.Add(1) // Raft was first: nothing to do
+				return
+			}
 			if err == nil {
 				l.revApplied.Add(1)
 				p := agent.ID.Peer()
@@ -404,7 +409,7 @@ func (n *Node) GossipStats() GossipStats {
 	if l == nil {
 		return GossipStats{}
 	}
-	return GossipStats{Members: l.mesh.NumMembers(), RevocationsApplied: l.revApplied.Load(),
+	return GossipStats{Members: l.mesh.NumMembers(), RevocationsApplied: l.revApplied.Load(), RevocationsAlready: l.revAlready.Load(),
 		RevocationsRefused: l.revRefused.Load(), Proposals: l.proposals.Load(), Mesh: l.mesh.Stats()}
 }
 
