@@ -20,8 +20,9 @@ import (
 // refused by the alive delegate, and they are declared dead within the suspicion timeout. Their
 // payloads were already dropped at the first step (not admitted).
 
-// maxDenied bounds the denied addresses (a removed node's key is retired forever, so entries
-// are never lifted).
+// maxDenied bounds the denied addresses. An entry is lifted when its node is admitted again: a
+// removed node's key is retired forever, so that only happens when this node's replica was
+// lagging (it had not applied the admission yet) when it evicted a new node.
 const maxDenied = 4096
 
 var errDenied = errors.New("gossip: peer evicted")
@@ -29,7 +30,7 @@ var errDenied = errors.New("gossip: peer evicted")
 type evictTransport struct {
 	memberlist.NodeAwareTransport
 	mu       sync.RWMutex
-	denied   map[string]struct{}
+	denied   map[string]identity.ID // address → the member that was there
 	packetCh chan *memberlist.Packet
 	streamCh chan net.Conn
 	done     chan struct{}
@@ -37,21 +38,35 @@ type evictTransport struct {
 }
 
 func newEvictTransport(inner memberlist.NodeAwareTransport) *evictTransport {
-	t := &evictTransport{NodeAwareTransport: inner, denied: map[string]struct{}{},
+	t := &evictTransport{NodeAwareTransport: inner, denied: map[string]identity.ID{},
 		packetCh: make(chan *memberlist.Packet), streamCh: make(chan net.Conn), done: make(chan struct{})}
 	go t.pumpPackets()
 	go t.pumpStreams()
 	return t
 }
 
-func (t *evictTransport) deny(addr string) bool {
+func (t *evictTransport) deny(addr string, id identity.ID) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if _, ok := t.denied[addr]; ok || len(t.denied) >= maxDenied {
 		return false
 	}
-	t.denied[addr] = struct{}{}
+	t.denied[addr] = id
 	return true
+}
+
+// lift removes the entries whose member admitted(id) now accepts, and returns how many.
+func (t *evictTransport) lift(admitted func(identity.ID) bool) int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	n := 0
+	for addr, id := range t.denied {
+		if !id.IsZero() && admitted(id) {
+			delete(t.denied, addr)
+			n++
+		}
+	}
+	return n
 }
 
 func (t *evictTransport) isDenied(addr string) bool {
@@ -174,6 +189,9 @@ func (m *Mesh) evictLoop(every time.Duration) {
 }
 
 func (m *Mesh) evictUnadmitted() {
+	if n := m.evict.lift(m.cfg.Admission.Admitted); n > 0 {
+		m.cfg.Logger.Info("gossip: lifted evictions of members admitted since", "count", n)
+	}
 	self := m.ml.LocalNode().Name
 	for _, n := range m.ml.Members() {
 		if n.Name == self {
@@ -183,7 +201,7 @@ func (m *Mesh) evictUnadmitted() {
 		if err == nil && m.cfg.Admission.Admitted(id) {
 			continue
 		}
-		if m.evict.deny(n.FullAddress().Addr) {
+		if m.evict.deny(n.FullAddress().Addr, id) {
 			m.counts[CountEvicted].Add(1)
 			m.cfg.Logger.Info("gossip: evicted a member the registry no longer admits", "member", truncate(n.Name), "addr", n.FullAddress().Addr)
 		}

@@ -295,3 +295,25 @@ func TestRemovedNodeEvicted(t *testing.T) {
 		}
 	}
 }
+
+// TestEvictionLiftedOnAdmission: a node evicted while this replica did not know it yet (a
+// lagging registry) comes back once it is admitted.
+func TestEvictionLiftedOnAdmission(t *testing.T) {
+	c := newTestCluster(t, 17, 3, nil)
+	late := c.nodes[2]
+	c.admit.remove(late.key.ID())
+	eventually(t, 20*time.Second, func() bool {
+		return c.nodes[0].mesh.NumMembers() == 2 && c.nodes[1].mesh.NumMembers() == 2
+	}, "eviction")
+	c.admit.add(late.key.ID())
+	if _, err := late.mesh.Join([]string{c.nodes[0].tr.Addr()}); err != nil {
+		t.Logf("rejoin attempt before the lift: %v", err)
+	}
+	eventually(t, 20*time.Second, func() bool {
+		if c.nodes[0].mesh.evict.lift(func(identity.ID) bool { return false }) != 0 {
+			return false
+		}
+		_, _ = late.mesh.Join([]string{c.nodes[0].tr.Addr()})
+		return c.nodes[0].mesh.NumMembers() == 3 && c.nodes[1].mesh.NumMembers() == 3
+	}, "the admitted node back in the mesh")
+}
