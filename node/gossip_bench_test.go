@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -20,7 +21,7 @@ import (
 //
 //	go test ./node -run '^$' -bench AnomalyToCutOff -benchtime 20x
 func BenchmarkAnomalyToCutOff(b *testing.B) {
-	c := startE2EClusterYAML(b, 3, gossipYAML)
+	c := startE2EClusterYAML(b, 3, strings.Replace(gossipYAML, "profile: lan", "profile: local", 1))
 	c.joinGossip()
 	c.propose(c.nodes[0], &identity.SetAutomatedResponse{Enabled: true})
 	ev := sha256.Sum256([]byte("bench"))
