@@ -219,3 +219,43 @@ func TestSetRevokeQuorum(t *testing.T) {
 		t.Fatal("quorum 0 accepted")
 	}
 }
+
+// TestAggregatorMatchesNaiveModel: over random signal streams, Reporters and Signals equal a
+// naive recount of the fresh, distinct, above-threshold signals (while under MaxPerReporter),
+// and Revoke appears exactly when the distinct reporters reach the quorum.
+func TestAggregatorMatchesNaiveModel(t *testing.T) {
+	f := newFix(t, 5)
+	cfg := DefaultConfig()
+	cfg.MaxPerReporter = 1024
+	cfg.EscalateAfter = 0
+	a := mustNew(t, cfg)
+	rng := rand.New(rand.NewPCG(7, 8))
+	var seen []identity.Signal
+	now := t0
+	for i := range 3000 {
+		now = now.Add(time.Duration(rng.IntN(2000)) * time.Millisecond)
+		var s identity.Signal
+		if len(seen) > 0 && rng.IntN(5) == 0 {
+			s = seen[rng.IntN(len(seen))] // a replay
+		} else {
+			at := now.Add(-time.Duration(rng.IntN(400)) * time.Second)
+			s = f.sig(rng.IntN(5), at, rng.Float64())
+			seen = append(seen, s)
+		}
+		d := a.Observe(s, now)
+		reps := map[identity.PublicKey]bool{}
+		nonces := map[[16]byte]bool{}
+		for _, x := range seen {
+			if x.Score < cfg.MinScore || x.ObservedAt.Before(now.Add(-cfg.Window)) || x.ObservedAt.After(now.Add(cfg.MaxSkew)) {
+				continue
+			}
+			reps[x.Reporter], nonces[x.Nonce] = true, true
+		}
+		if d.Reporters != len(reps) || d.Signals != len(nonces) {
+			t.Fatalf("step %d: aggregator %d reporters / %d signals, model %d / %d", i, d.Reporters, d.Signals, len(reps), len(nonces))
+		}
+		if (d.Action == Revoke) != (len(reps) >= cfg.RevokeQuorum) {
+			t.Fatalf("step %d: action %s with %d reporters, quorum %d", i, d.Action, len(reps), cfg.RevokeQuorum)
+		}
+	}
+}
