@@ -3,7 +3,7 @@ GO        ?= go
 BIN       := bin/vigil
 PKGS      := ./...
 # Core packages run under the race detector (it needs cgo and a C compiler).
-RACE_PKGS := ./identity/... ./consensus/... ./node/...
+RACE_PKGS := ./identity/... ./consensus/... ./node/... ./gossip/...
 FUZZTIME  ?= 3s
 DEVDIR    ?= .vigil-dev
 
@@ -24,7 +24,7 @@ test: fmt-check vet test-unit fuzz-short
 
 test-unit:
 	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 15m $(RACE_PKGS)
-	$(GO) test -count=1 -timeout 15m $$($(GO) list $(PKGS) | grep -v -e /identity -e /consensus -e /node)
+	$(GO) test -count=1 -timeout 15m $$($(GO) list $(PKGS) | grep -v -e /identity -e /consensus -e /node -e /gossip)
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null; git ls-files --others --exclude-standard '*.go' 2>/dev/null)); \
@@ -58,6 +58,7 @@ bench: bench-deps
 bench-detect-seq:
 	VIGIL_BENCH_SEQ=1 $(GO) test -count=1 -v -run 'TestHDFSBench|TestADFABench|TestModelMemory' -timeout 60m ./detector/seqbench/
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 200000x ./detector/sequence/
+	$(GO) test -run '^$$' -bench 'SignalConvergence|IdleBytes' -benchtime 30x -timeout 30m ./gossip/ | tee -a bench.out
 
 # image builds vigil:dev FROM scratch around the static binary (nothing is pulled).
 image:

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/vigil-mesh/vigil/identity/policy"
@@ -118,8 +119,7 @@ func (r *Registry) Apply(v *VerifiedCommand, now time.Time) error {
 	case *SetAutomatedResponse:
 		eff, err = r.applyAutomatedResponse(p)
 	case *AutoRevokeAgent:
-		eff, err = r.applyRevoke(&RevokeAgent{Name: p.Name, Reason: p.Reason})
-		eff.detail = fmt.Sprintf("automated %s (evidence %x)", eff.detail, p.EvidenceDigest[:8])
+		eff, err = r.applyAutoRevoke(p, nowT)
 	case *SetRevokeQuorum:
 		eff, err = r.applyRevokeQuorum(p)
 	default:
@@ -167,10 +167,7 @@ func (r *Registry) authorize(v *VerifiedCommand) error {
 				return errf(ErrUnauthorized, "signer %s of an automated revocation is not an admitted node", s)
 			}
 		}
-		if len(v.signers) < r.revokeQuorum {
-			return errf(ErrInsufficientSignatures, "automated revocation needs %d distinct nodes, got %d", r.revokeQuorum, len(v.signers))
-		}
-		return nil
+		return nil // the quorum is counted over the evidence signals (applyAutoRevoke)
 	}
 	for _, s := range v.signers {
 		if o, ok := r.keys[s.k]; !ok || o.role != RoleOperator {
@@ -524,4 +521,62 @@ func (r *Registry) applyRevokeQuorum(p *SetRevokeQuorum) (effect, error) {
 	old := r.revokeQuorum
 	r.revokeQuorum = p.Quorum
 	return effect{nil, fmt.Sprintf("revoke quorum %d -> %d", old, p.Quorum)}, nil
+}
+
+// applyAutoRevoke checks the evidence of an automated revocation (checkAutoRevoke), then
+// revokes.
+func (r *Registry) applyAutoRevoke(p *AutoRevokeAgent, now time.Time) (effect, error) {
+	names, err := r.checkAutoRevoke(p, now)
+	if err != nil {
+		return effect{}, err
+	}
+	eff, err := r.applyRevoke(&RevokeAgent{Name: p.Name, Reason: p.Reason})
+	if err != nil {
+		return effect{}, err
+	}
+	eff.detail = fmt.Sprintf("automated %s (signals from %s)", eff.detail, strings.Join(names, ", "))
+	return eff, nil
+}
+
+// checkAutoRevoke checks the evidence of an automated revocation without changing anything.
+// Every signal must be for this cluster, name this agent by its name and current key, come from
+// an admitted node, and be observed within [now − MaxCommandAge, now + MaxClockSkew]; any
+// signal that fails rejects the whole command (the proposer sends only what it verified, so a
+// failure means a stale or forged proposal). Signatures were checked by Verify. Signals from the
+// same reporter count once; fewer than RevokeQuorum distinct reporters is
+// ErrInsufficientSignatures. It returns the reporters' node names, sorted.
+func (r *Registry) checkAutoRevoke(p *AutoRevokeAgent, now time.Time) ([]string, error) {
+	a, err := r.agentFor(p.Name)
+	if err != nil {
+		return nil, err
+	}
+	reporters := make(map[PublicKey]struct{}, len(p.Signals))
+	var names []string
+	for i := range p.Signals {
+		s := &p.Signals[i]
+		f := fmt.Sprintf("signals[%d]", i)
+		if s.ClusterID != r.cluster {
+			return nil, errf(ErrWrongCluster, "%s: signal for cluster %s, this is %s", f, s.ClusterID, r.cluster)
+		}
+		if s.Subject.Name != p.Name || s.Subject.Key != a.key {
+			return nil, invalidf(f+".subject", "names agent %q key %s, the command revokes %q whose key is %s",
+				s.Subject.Name, s.Subject.Key.ID(), p.Name, a.key.ID())
+		}
+		if o, ok := r.keys[s.Reporter]; !ok || o.role != RoleNode {
+			return nil, errf(ErrUnauthorized, "%s: reporter %s is not an admitted node", f, s.Reporter.ID())
+		}
+		if err := s.FreshAt(now, r.limits.MaxCommandAge, r.limits.MaxClockSkew); err != nil {
+			return nil, fmt.Errorf("identity: %s: %w", f, err)
+		}
+		if _, dup := reporters[s.Reporter]; !dup {
+			reporters[s.Reporter] = struct{}{}
+			names = append(names, r.keys[s.Reporter].name)
+		}
+	}
+	if len(reporters) < r.revokeQuorum {
+		return nil, errf(ErrInsufficientSignatures, "automated revocation needs signals from %d distinct admitted nodes, got %d",
+			r.revokeQuorum, len(reporters))
+	}
+	slices.Sort(names)
+	return names, nil
 }

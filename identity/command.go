@@ -236,6 +236,13 @@ func (c *Command) Verify() (*VerifiedCommand, error) {
 	if err != nil {
 		return nil, err
 	}
+	if a, ok := p.(*AutoRevokeAgent); ok { // evidence signatures: pure, so checked here
+		for i := range a.Signals {
+			if err := a.Signals[i].Verify(); err != nil {
+				return nil, fmt.Errorf("identity: signals[%d]: %w", i, err)
+			}
+		}
+	}
 	msg := cp.SigningBytes()
 	for _, s := range cp.Signatures {
 		if !s.Signer.Verify(msg, s.Sig) {

@@ -49,8 +49,11 @@
 //     changes after Verify reaches Apply.
 //   - Verify runs the cheap checks first (unsigned, too many signatures, duplicate signer, payload
 //     decoding) and the Ed25519 work last, so junk costs little.
-//   - Additions to the contract: KindAutoRevokeAgent (signed only by admitted nodes, at least
-//     RevokeQuorum distinct ones, only while automated response is enabled; DESIGN §6) and
+//   - Additions to the contract: KindAutoRevokeAgent (signed only by admitted nodes, only while
+//     automated response is enabled; it carries as evidence signed anomaly Signals from at least
+//     RevokeQuorum distinct admitted nodes, each naming the agent's current name and key and
+//     observed inside [now − MaxCommandAge, now + MaxClockSkew]; Verify checks the signals'
+//     signatures, Apply the rest; DESIGN §6) and
 //     KindSetRevokeQuorum (M-of-N; DefaultRevokeQuorum at genesis). NewRegistryWithLimits sets
 //     the window; Limits are part of the snapshot so every replica uses the same one.
 //   - A set-policy document must parse with identity/policy (pure and deterministic, so every

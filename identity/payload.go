@@ -114,12 +114,14 @@ type (
 		Document []byte // YAML that policy.Parse accepts (empty: the defaults), at most MaxPolicySize bytes
 	}
 	SetAutomatedResponse struct{ Enabled bool } // disabling is M-of-N, enabling needs one operator
-	// AutoRevokeAgent is an automated revocation: signed only by admitted nodes, at least
-	// RevokeQuorum distinct ones, and accepted only while automated response is enabled.
+	// AutoRevokeAgent is an automated revocation: signed only by admitted nodes, accepted only
+	// while automated response is enabled, and carrying as evidence signed anomaly signals from
+	// at least RevokeQuorum distinct admitted nodes, each naming this agent's current name and
+	// key and observed inside the command window (see Registry.Apply).
 	AutoRevokeAgent struct {
-		Name           string
-		Reason         string
-		EvidenceDigest [32]byte // digest of the anomaly signals that led to it
+		Name    string
+		Reason  string
+		Signals []Signal // at most MaxAutoRevokeSignals, in the proposer's order
 	}
 	// SetRevokeQuorum sets how many distinct nodes must sign an AutoRevokeAgent (M-of-N).
 	SetRevokeQuorum struct{ Quorum int }
@@ -398,12 +400,20 @@ func (r *SetAutomatedResponse) decode(d *decoder) { r.Enabled = d.boolean() }
 func (r *AutoRevokeAgent) encode(e *encoder) {
 	e.str(r.Name)
 	e.str(r.Reason)
-	e.digest(r.EvidenceDigest)
+	e.uvarint(uint64(len(r.Signals)))
+	for i := range r.Signals {
+		r.Signals[i].encode(e)
+	}
 }
 func (r *AutoRevokeAgent) decode(d *decoder) {
 	r.Name = d.str("name", MaxNameLen)
 	r.Reason = d.str("reason", MaxReasonLen)
-	r.EvidenceDigest = d.digest()
+	if c := d.count("signals", MaxAutoRevokeSignals); c > 0 {
+		r.Signals = make([]Signal, c)
+		for i := range r.Signals {
+			r.Signals[i].decode(d)
+		}
+	}
 }
 func (r *SetRevokeQuorum) encode(e *encoder) { e.uvarint(uint64(max(r.Quorum, 0))) }
 func (r *SetRevokeQuorum) decode(d *decoder) { r.Quorum = d.boundedInt("quorum", MaxNodes) }

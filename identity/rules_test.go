@@ -317,20 +317,23 @@ func TestAutomatedRevocation(t *testing.T) {
 	n2, n3 := mustKey(t, f.rnd), mustKey(t, f.rnd)
 	f.mustApply(&AdmitNode{Node: NodeEntry{Name: "node-2", Key: n2.Public()}}, f.ops[0])
 	f.mustApply(&AdmitNode{Node: NodeEntry{Name: "node-3", Key: n3.Public()}}, f.ops[0])
-	f.register("victim")
+	vk := f.register("victim")
 	if f.reg.RevokeQuorum() != DefaultRevokeQuorum {
 		t.Fatal("default quorum")
 	}
-	auto := &AutoRevokeAgent{Name: "victim", Reason: "anomaly score 0.99"}
-	wantErr(t, f.apply(auto, f.nodes[0], n2), ErrUnauthorized) // automated response disabled
+	sig := func(k PrivateKey) Signal { return f.signal(k, "victim", vk.Public(), f.now) }
+	two := &AutoRevokeAgent{Name: "victim", Reason: "anomaly score 0.99", Signals: []Signal{sig(f.nodes[0]), sig(n2)}}
+	wantErr(t, f.apply(two, f.nodes[0]), ErrUnauthorized) // automated response disabled
 	f.mustApply(&SetAutomatedResponse{Enabled: true}, f.ops[0])
-	wantErr(t, f.apply(auto, f.nodes[0]), ErrInsufficientSignatures) // one node < quorum 2
-	wantErr(t, f.apply(auto, f.ops[0], f.ops[1]), ErrUnauthorized)   // operators are not nodes
-	wantErr(t, f.apply(auto, f.nodes[0], mustKey(t, f.rnd)), ErrUnauthorized)
+	one := &AutoRevokeAgent{Name: "victim", Reason: "x", Signals: []Signal{sig(f.nodes[0])}}
+	wantErr(t, f.apply(one, f.nodes[0], n2), ErrInsufficientSignatures) // node signatures are not evidence
+	wantErr(t, f.apply(two, f.ops[0], f.ops[1]), ErrUnauthorized)       // operators are not nodes
+	wantErr(t, f.apply(two, f.nodes[0], mustKey(t, f.rnd)), ErrUnauthorized)
 	wantErr(t, f.apply(&SetRevokeQuorum{Quorum: 1}, f.ops[0]), ErrInsufficientSignatures)
 	f.mustApply(&SetRevokeQuorum{Quorum: 3}, f.ops...)
-	wantErr(t, f.apply(auto, f.nodes[0], n2), ErrInsufficientSignatures)
-	f.mustApply(auto, f.nodes[0], n2, n3)
+	wantErr(t, f.apply(two, f.nodes[0]), ErrInsufficientSignatures)
+	three := &AutoRevokeAgent{Name: "victim", Reason: "anomaly", Signals: []Signal{sig(f.nodes[0]), sig(n2), sig(n3)}}
+	f.mustApply(three, f.nodes[0]) // one node proposes; three nodes' signals are the evidence
 	if a, _ := f.reg.Agent("victim"); a.Status != StatusRevoked {
 		t.Fatal("not revoked")
 	}

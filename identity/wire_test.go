@@ -32,7 +32,7 @@ func samplePayloads(t testing.TB) []Payload {
 		&RemoveNode{Name: "n1"},
 		&SetPolicy{Version: 3, Document: []byte("monitoring:\n  enabled: true\n")},
 		&SetAutomatedResponse{Enabled: true},
-		&AutoRevokeAgent{Name: "a1", Reason: "anomaly", EvidenceDigest: [32]byte{1, 2, 3}},
+		&AutoRevokeAgent{Name: "a1", Reason: "anomaly", Signals: []Signal{sampleSignal(t, rnd, cl, "a1", k1)}},
 		&SetRevokeQuorum{Quorum: 3},
 	}
 }

@@ -5,6 +5,13 @@
 // Status: the daemon is the subject of the next stage of work (see docs/architecture.md, "What
 // exists today"). The replicated registry it stands on lives in package consensus.
 //
+// Gossip (gossip.go, off unless gossip.enabled): the node joins the memberlist mesh of
+// admitted nodes, gossips every revocation committed through it, enforces verified revocations
+// received by gossip at once through the enforce overlay, and feeds anomaly signals
+// (ReportAnomaly, forged re-verifications) to the response ladder, proposing an AutoRevokeAgent
+// with the evidence when revoke_quorum nodes agree. BlockPeer (faults.go) is a fault-injection
+// seam for tests and sim/.
+//
 // Invariant (DESIGN.md §12): node imports consensus, gossip, detector and identity; none of them
 // imports node.
 package node

@@ -53,6 +53,12 @@ func freePort(tb testing.TB) int {
 // startE2ECluster starts size nodes and waits until every node has applied every admission.
 func startE2ECluster(tb testing.TB, size int) *e2eCluster {
 	tb.Helper()
+	return startE2EClusterYAML(tb, size, "")
+}
+
+// startE2EClusterYAML is startE2ECluster with extra YAML appended to every node's file.
+func startE2EClusterYAML(tb testing.TB, size int, extra string) *e2eCluster {
+	tb.Helper()
 	root := tb.TempDir()
 	c := &e2eCluster{tb: tb}
 	var err error
@@ -92,7 +98,7 @@ func startE2ECluster(tb testing.TB, size int) *e2eCluster {
 		}
 		yaml := "node:\n  name: " + name + "\n  data_dir: " + dir + "\nlisten:\n  libp2p: [" + addrs[i] + "]\n" +
 			"  admin: 127.0.0.1:0\n  http: 127.0.0.1:0\n" +
-			"raft:\n  heartbeat_timeout: 300ms\n  election_timeout: 300ms\nlog:\n  level: warn\n"
+			"raft:\n  heartbeat_timeout: 300ms\n  election_timeout: 300ms\nlog:\n  level: warn\n" + extra
 		// Each joining node names every node admitted before it (the genesis node first).
 		var join []string
 		for j := range i {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/connmgr"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
@@ -52,6 +53,9 @@ type Node struct {
 	closers   []func() error // released by Close, last acquired first
 	closeOnce sync.Once
 	closeErr  error
+
+	links  *linkGate    // the gater plus fault injection (faults.go)
+	gossip *gossipLayer // nil unless gossip.enabled (gossip.go)
 }
 
 // Start starts a node from a loaded configuration: it opens the key and genesis, starts the libp2p
@@ -110,7 +114,8 @@ func Start(cfg config.Config, log *slog.Logger) (_ *Node, err error) {
 	if n.gater, err = enforce.NewGater(n.views, gc); err != nil {
 		return nil, fmt.Errorf("node: %w", err)
 	}
-	if n.host, err = newHost(cfg, n.key, n.gater); err != nil {
+	n.links = &linkGate{Gater: n.gater}
+	if n.host, err = newHost(cfg, n.key, n.links); err != nil {
 		return nil, err
 	}
 	n.closers = append(n.closers, n.host.Close)
@@ -148,6 +153,7 @@ func Start(cfg config.Config, log *slog.Logger) (_ *Node, err error) {
 	ac.Disconnect = func(p peer.ID, cause error) {
 		n.log.Info("node: agent cut off", "peer", p.String(), "cause", cause)
 		n.enforcer.Disconnect(p, enforce.ReasonRevoked)
+		n.reportEvent(p, cause) // gossip.go: a forged re-verification becomes an anomaly signal
 	}
 	if n.agents, err = agentproto.NewServer(n.host, n.views, ac); err != nil {
 		return nil, fmt.Errorf("node: %w", err)
@@ -155,6 +161,12 @@ func Start(cfg config.Config, log *slog.Logger) (_ *Node, err error) {
 	n.closers = append(n.closers, n.agents.Close)
 	if err := n.startMessaging(); err != nil {
 		return nil, err
+	}
+
+	if cfg.Gossip.Enabled {
+		if err := n.startGossip(g.ClusterID); err != nil {
+			return nil, err
+		}
 	}
 
 	if err := n.serveAdmin(cons); err != nil {
@@ -179,7 +191,7 @@ func (n *Node) serveAdmin(cons *consensus.Node) error {
 	ac.Key, ac.Logger = n.key, n.log
 	ac.Metrics = n.metrics.reg
 	ac.Activity = n.telemetry.Query
-	n.admin = admin.NewServer(cons, ac)
+	n.admin = admin.NewServer(revocationGossip{cons, n}, ac)
 	n.closers = append(n.closers, n.admin.Close)
 	ln, err := net.Listen("tcp", n.cfg.Listen.Admin)
 	if err != nil {
@@ -283,7 +295,7 @@ func bootstrapSet(g *identity.Genesis, self identity.ID, join []peer.AddrInfo) (
 // newHost starts the libp2p host: the configured security protocol only (TLS 1.3 or Noise), TCP
 // and QUIC, the registry-backed gater, and the resource manager with libp2p's default limits
 // scaled to this machine's memory and file descriptors.
-func newHost(cfg config.Config, key identity.PrivateKey, g *enforce.Gater) (host.Host, error) {
+func newHost(cfg config.Config, key identity.PrivateKey, g connmgr.ConnectionGater) (host.Host, error) {
 	limiter := rcmgr.NewFixedLimiter(rcmgr.DefaultLimits.AutoScale())
 	rm, err := rcmgr.NewResourceManager(limiter)
 	if err != nil {

@@ -27,6 +27,7 @@ type Config struct {
 	Genesis string `yaml:"genesis"`
 	Log     Log    `yaml:"log"`
 	Agents  Agents `yaml:"agents"`
+	Gossip  Gossip `yaml:"gossip"`
 }
 
 // Agents tunes agent messaging and telemetry on this node (docs/agents.md).
@@ -37,6 +38,38 @@ type Agents struct {
 	// in memory, about 160–250 bytes each; older ones are overwritten. 1 to 10,000,000. Default 100000.
 	TelemetryRecords uint64 `yaml:"telemetry_records"`
 }
+
+// Gossip is the node's membership in the gossip mesh (hashicorp/memberlist, package gossip):
+// signed anomaly signals, and committed revocations that reach a site cut off from the Raft
+// leader.
+type Gossip struct {
+	// Enabled joins the mesh. Default false until every node of the cluster has a keyring and
+	// its own gossip port (several nodes on one host need distinct binds).
+	Enabled bool `yaml:"enabled"`
+	// Bind is the host:port memberlist listens on, TCP and UDP. Port 0 picks a free port.
+	// Default 0.0.0.0:7946.
+	Bind string `yaml:"bind"`
+	// Advertise is the host:port other nodes reach this node at, when Bind is not reachable as
+	// such (NAT, containers, 0.0.0.0). The host must be an IP address. Default empty.
+	Advertise string `yaml:"advertise"`
+	// Profile is memberlist's timing preset: lan (probe 1s, gossip 200ms), wan (probe 5s,
+	// gossip 500ms) or local (one host, tests). Default lan.
+	Profile string `yaml:"profile"`
+	// Keyring is the file holding the mesh's AES keys, one base64 key per line, the first one
+	// primary (gossip.WriteKeyring writes it). A relative path is relative to node.data_dir.
+	// Empty: gossip travels unencrypted (payloads are still signed). Default
+	// keys/gossip.keyring.
+	Keyring string `yaml:"keyring"`
+	// Join lists host:port gossip addresses of other nodes to join at start. Default empty.
+	Join []string `yaml:"join"`
+}
+
+// Gossip profiles.
+const (
+	GossipLAN   = "lan"
+	GossipWAN   = "wan"
+	GossipLocal = "local"
+)
 
 // Node names this node.
 type Node struct {
@@ -159,6 +192,8 @@ func defaultUnresolved() Config {
 		Genesis: "genesis.bin",
 		Log:     Log{Level: "info", Format: "json"},
 		Agents:  Agents{MaxMessageBytes: 64 << 10, TelemetryRecords: 100_000},
+		Gossip: Gossip{Bind: "0.0.0.0:7946", Profile: GossipLAN,
+			Keyring: filepath.Join("keys", "gossip.keyring")},
 	}
 }
 
@@ -178,5 +213,6 @@ func (c Config) resolve(fileDir string) Config {
 	c.Auth.Key = in(c.Auth.Key)
 	c.Listen.AdminSocket = in(c.Listen.AdminSocket)
 	c.Genesis = in(c.Genesis)
+	c.Gossip.Keyring = in(c.Gossip.Keyring)
 	return c
 }

@@ -88,6 +88,7 @@ func TestLoadResolvesPaths(t *testing.T) {
 	want.Raft.Voter = true
 	want.Listen.AdminSocket = filepath.Join(dir, "data", "admin.sock")
 	want.Genesis = filepath.Join(dir, "data", "genesis.bin")
+	want.Gossip.Keyring = filepath.Join(dir, "data", "keys", "gossip.keyring")
 	if !reflect.DeepEqual(c, want) {
 		t.Fatalf("Load =\n%+v\nwant\n%+v", c, want)
 	}
@@ -383,4 +384,29 @@ func dump(ps []Problem) string {
 		b.WriteString(p.String() + "\n")
 	}
 	return b.String()
+}
+
+func TestGossipSection(t *testing.T) {
+	cases := map[string]string{
+		"gossip.bind":      "gossip:\n  bind: localhost:7946\n",
+		"gossip.profile":   "gossip:\n  profile: lann\n",
+		"gossip.advertise": "gossip:\n  advertise: 10.0.0.1\n",
+		"gossip.join[1]":   "gossip:\n  join: [10.0.0.1:7946, nope]\n",
+	}
+	for key, doc := range cases {
+		_, ps := Parse("node.yaml", []byte(doc))
+		found := false
+		for _, p := range ps {
+			if p.Key == key {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("%q: no problem reported for %s: %v", doc, key, ps)
+		}
+	}
+	c, ps := Parse("node.yaml", []byte("gossip:\n  enabled: true\n  profile: wan\n  join: [10.0.0.1:7946]\n"))
+	if len(ps) != 0 || !c.Gossip.Enabled || c.Gossip.Profile != GossipWAN || len(c.Gossip.Join) != 1 {
+		t.Fatalf("valid gossip section: %+v %v", c.Gossip, ps)
+	}
 }

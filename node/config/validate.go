@@ -121,6 +121,24 @@ func (c Config) check() []Problem {
 	if c.Genesis == "" {
 		bad("genesis", "required")
 	}
+	checkHostPort(bad, "gossip.bind", c.Gossip.Bind)
+	if c.Gossip.Advertise != "" {
+		checkHostPort(bad, "gossip.advertise", c.Gossip.Advertise)
+		if h, _, err := net.SplitHostPort(c.Gossip.Advertise); err == nil && net.ParseIP(h) == nil {
+			bad("gossip.advertise", "%q: the host must be an IP address", c.Gossip.Advertise)
+		}
+	}
+	if h, _, err := net.SplitHostPort(c.Gossip.Bind); err == nil && net.ParseIP(h) == nil {
+		bad("gossip.bind", "%q: the host must be an IP address (0.0.0.0 for every interface)", c.Gossip.Bind)
+	}
+	switch c.Gossip.Profile {
+	case GossipLAN, GossipWAN, GossipLocal:
+	default:
+		bad("gossip.profile", "%q: allowed values are lan, wan and local", c.Gossip.Profile)
+	}
+	for i, a := range c.Gossip.Join {
+		checkHostPort(bad, fmt.Sprintf("gossip.join[%d]", i), a)
+	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:

@@ -37,6 +37,10 @@
 //   - A decision takes no lock and allocates nothing (BenchmarkGaterDecision).
 //   - After Update returns, the Enforcer closes every connection of every peer the new View does
 //     not admit before it handles the next update; the gater alone would only block new ones.
+//   - The local overlay (overlay.go) applies statuses ahead of the registry to agents only:
+//     revoked by a verified gossip revocation until the registry holds the revocation itself,
+//     and quarantined locally by collective response until lifted. It only ever takes admission
+//     away; it never admits anyone the registry refuses.
 //   - Enforcement latency (Enforcement.Latency) is measured from the time the Raft leader appended
 //     the changing command (the registry's audit time, identical on every replica) to the close,
 //     or from ExpiresAt for an expiry. Across hosts it includes clock skew.

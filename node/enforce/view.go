@@ -163,8 +163,9 @@ func (c Change) Lost(now int64) bool {
 
 // Views publishes the current View. Current is lock-free; Update is serialised.
 type Views struct {
-	mu  sync.Mutex // serialises Update
-	cur atomic.Pointer[View]
+	mu      sync.Mutex // serialises Update and guards overlay
+	cur     atomic.Pointer[View]
+	overlay map[peer.ID]identity.Status // local statuses ahead of the registry (overlay.go)
 }
 
 // NewViews returns a holder with no View yet (Current returns nil: deny everything).
@@ -185,6 +186,7 @@ func (vs *Views) Update(reg *identity.Registry, index uint64) []Change {
 		return nil
 	}
 	nv := NewView(reg, index)
+	vs.applyOverlayLocked(nv)
 	vs.cur.Store(nv)
 	if old == nil {
 		return nil

@@ -1,0 +1,261 @@
+package response
+
+import (
+	"errors"
+	"io"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/vigil-mesh/vigil/identity"
+)
+
+var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+
+type fix struct {
+	t       *testing.T
+	rnd     io.Reader
+	cluster identity.ClusterID
+	nodes   []identity.PrivateKey
+	agent   identity.SignalSubject
+}
+
+func newFix(t *testing.T, n int) *fix {
+	var seed [32]byte
+	seed[0] = byte(n)
+	f := &fix{t: t, rnd: rand.NewChaCha8(seed)}
+	f.cluster, _ = identity.NewClusterID(f.rnd)
+	for range n {
+		k, _ := identity.GenerateKey(f.rnd)
+		f.nodes = append(f.nodes, k)
+	}
+	ak, _ := identity.GenerateKey(f.rnd)
+	f.agent = identity.SignalSubject{Name: "agent-a", Key: ak.Public()}
+	return f
+}
+
+func (f *fix) sig(reporter int, at time.Time, score float64) identity.Signal {
+	s := identity.Signal{ClusterID: f.cluster, Subject: f.agent, Detector: "ngram", Score: score, ObservedAt: at}
+	if err := s.Sign(f.nodes[reporter], f.rnd); err != nil {
+		f.t.Fatal(err)
+	}
+	return s
+}
+
+func mustNew(t *testing.T, cfg Config) *Aggregator {
+	a, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+func TestLadder(t *testing.T) {
+	f := newFix(t, 3)
+	a := mustNew(t, DefaultConfig())
+	now := t0
+	d := a.Observe(f.sig(0, now, 0.9), now)
+	if d.Action != Alert || !d.Changed || d.Reporters != 1 {
+		t.Fatalf("first signal: %+v", d)
+	}
+	a.Observe(f.sig(0, now, 0.9), now)
+	d = a.Observe(f.sig(0, now, 0.9), now)
+	if d.Action != Throttle || d.Until != now.Add(15*time.Minute) {
+		t.Fatalf("three signals from one reporter: %+v", d)
+	}
+	// A signal below MinScore counts for nothing.
+	if d := a.Observe(f.sig(1, now, 0.2), now); d.Reporters != 1 {
+		t.Fatalf("low score counted: %+v", d)
+	}
+	d = a.Observe(f.sig(1, now, 0.8), now)
+	if d.Action != Revoke || len(d.Evidence) != 2 || d.Evidence[0].Reporter == d.Evidence[1].Reporter {
+		t.Fatalf("two reporters with quorum 2: %+v", d)
+	}
+	if !d.Changed {
+		t.Fatal("revoke not marked changed")
+	}
+	if d := a.Evaluate(f.agent, now); d.Changed {
+		t.Fatal("the same revoke decided twice is not a change")
+	}
+	// Ten minutes later everything has left the window.
+	if d := a.Evaluate(f.agent, now.Add(10*time.Minute)); d.Action != None || d.Reporters != 0 {
+		t.Fatalf("stale signals still count: %+v", d)
+	}
+}
+
+func TestDuplicatesAndWindow(t *testing.T) {
+	f := newFix(t, 2)
+	a := mustNew(t, DefaultConfig())
+	s := f.sig(0, t0, 0.9)
+	for range 5 {
+		a.Observe(s, t0)
+	}
+	if d := a.Evaluate(f.agent, t0); d.Signals != 1 {
+		t.Fatalf("one signal observed five times counts %d", d.Signals)
+	}
+	if d := a.Observe(f.sig(1, t0.Add(-6*time.Minute), 0.9), t0); d.Reporters != 1 {
+		t.Fatal("an out-of-window signal counted")
+	}
+	if d := a.Observe(f.sig(1, t0.Add(2*time.Minute), 0.9), t0); d.Reporters != 1 {
+		t.Fatal("a signal from the future counted")
+	}
+}
+
+// TestCompromisedMinorityNeverRevokes: revoke_quorum − 1 nodes signing at full rate, for an
+// hour of simulated time, never reach Revoke; one honest node more does.
+func TestCompromisedMinorityNeverRevokes(t *testing.T) {
+	for _, q := range []int{2, 3, 5} {
+		f := newFix(t, q)
+		cfg := DefaultConfig()
+		cfg.RevokeQuorum = q
+		cfg.Ladder[len(cfg.Ladder)-1] = Step{Revoke, q, q}
+		cfg.EscalateAfter = 1
+		a := mustNew(t, cfg)
+		now := t0
+		for i := range 3600 {
+			now = now.Add(time.Second)
+			d := a.Observe(f.sig(i%(q-1), now, 1), now)
+			if d.Action == Revoke || len(d.Evidence) != 0 {
+				t.Fatalf("quorum %d: %d compromised nodes revoked at step %d: %+v", q, q-1, i, d)
+			}
+		}
+		d := a.Observe(f.sig(q-1, now, 1), now)
+		if d.Action != Revoke || len(d.Evidence) != q {
+			t.Fatalf("quorum %d reached, no revoke: %+v", q, d)
+		}
+	}
+}
+
+func TestEscalationAndDryRun(t *testing.T) {
+	f := newFix(t, 3)
+	cfg := DefaultConfig()
+	cfg.Ladder = []Step{{Alert, 1, 1}, {Quarantine, 2, 2}, {Revoke, 3, 3}}
+	cfg.EscalateAfter = 2
+	cfg.Window = time.Hour
+	cfg.QuarantineTTL = time.Minute
+	cfg.DryRun = true
+	a := mustNew(t, cfg)
+	now := t0
+	a.Observe(f.sig(0, now, 0.9), now)
+	d := a.Observe(f.sig(1, now, 0.9), now)
+	if d.Action != Quarantine || !d.DryRun || !d.Changed {
+		t.Fatalf("two reporters: %+v", d)
+	}
+	now = now.Add(30 * time.Second)
+	if d := a.Evaluate(f.agent, now); d.Action != Quarantine || d.Changed {
+		t.Fatalf("inside the TTL: %+v", d)
+	}
+	now = now.Add(time.Minute) // the first quarantine expired: a second one starts
+	if d := a.Evaluate(f.agent, now); d.Action != Quarantine || !d.Changed {
+		t.Fatalf("renewed quarantine: %+v", d)
+	}
+	now = now.Add(2 * time.Minute)
+	d = a.Evaluate(f.agent, now)
+	if d.Action != Revoke || !d.Escalated || len(d.Evidence) != 2 {
+		t.Fatalf("after two quarantines: %+v", d)
+	}
+}
+
+func TestBoundedMemory(t *testing.T) {
+	f := newFix(t, 1)
+	cfg := DefaultConfig()
+	cfg.MaxAgents = 50
+	cfg.MaxPerReporter = 4
+	a := mustNew(t, cfg)
+	for i := range 500 {
+		f.agent.Name = "agent-" + string(rune('a'+i%26)) + string(rune('a'+i/26))
+		for range 10 {
+			a.Observe(f.sig(0, t0, 0.9), t0)
+		}
+		if a.Len() > 50 {
+			t.Fatalf("%d agents tracked, max 50", a.Len())
+		}
+		if d := a.Evaluate(f.agent, t0); d.Signals > 4 {
+			t.Fatalf("%d signals kept per reporter, max 4", d.Signals)
+		}
+	}
+	a.Prune(t0.Add(time.Hour))
+	if a.Len() != 0 {
+		t.Fatalf("%d agents left after every signal expired", a.Len())
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	cases := map[string]func(*Config){
+		"window":              func(c *Config) { c.Window = 0 },
+		"min_score":           func(c *Config) { c.MinScore = 2 },
+		"ladder empty":        func(c *Config) { c.Ladder = nil },
+		"ladder order":        func(c *Config) { c.Ladder = []Step{{Throttle, 1, 1}, {Alert, 1, 1}} },
+		"revoke below quorum": func(c *Config) { c.RevokeQuorum = 3 },
+		"quarantine_ttl":      func(c *Config) { c.QuarantineTTL = -1 },
+		"revoke_quorum":       func(c *Config) { c.RevokeQuorum = 0 },
+	}
+	for name, mut := range cases {
+		c := DefaultConfig()
+		mut(&c)
+		if err := c.Validate(); !errors.Is(err, ErrInvalidConfig) {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	if _, err := ParseAction("ban"); err == nil {
+		t.Fatal("unknown action parsed")
+	}
+}
+
+func TestSetRevokeQuorum(t *testing.T) {
+	f := newFix(t, 3)
+	a := mustNew(t, DefaultConfig())
+	if err := a.SetRevokeQuorum(3); err != nil {
+		t.Fatal(err)
+	}
+	a.Observe(f.sig(0, t0, 0.9), t0)
+	if d := a.Observe(f.sig(1, t0, 0.9), t0); d.Action == Revoke {
+		t.Fatal("two reporters revoked under quorum 3")
+	}
+	if d := a.Observe(f.sig(2, t0, 0.9), t0); d.Action != Revoke || len(d.Evidence) != 3 {
+		t.Fatalf("three reporters under quorum 3: %+v", d)
+	}
+	if err := a.SetRevokeQuorum(0); err == nil {
+		t.Fatal("quorum 0 accepted")
+	}
+}
+
+// TestAggregatorMatchesNaiveModel: over random signal streams, Reporters and Signals equal a
+// naive recount of the fresh, distinct, above-threshold signals (while under MaxPerReporter),
+// and Revoke appears exactly when the distinct reporters reach the quorum.
+func TestAggregatorMatchesNaiveModel(t *testing.T) {
+	f := newFix(t, 5)
+	cfg := DefaultConfig()
+	cfg.MaxPerReporter = 1024
+	cfg.EscalateAfter = 0
+	a := mustNew(t, cfg)
+	rng := rand.New(rand.NewPCG(7, 8))
+	var seen []identity.Signal
+	now := t0
+	for i := range 3000 {
+		now = now.Add(time.Duration(rng.IntN(2000)) * time.Millisecond)
+		var s identity.Signal
+		if len(seen) > 0 && rng.IntN(5) == 0 {
+			s = seen[rng.IntN(len(seen))] // a replay
+		} else {
+			at := now.Add(-time.Duration(rng.IntN(400)) * time.Second)
+			s = f.sig(rng.IntN(5), at, rng.Float64())
+			seen = append(seen, s)
+		}
+		d := a.Observe(s, now)
+		reps := map[identity.PublicKey]bool{}
+		nonces := map[[16]byte]bool{}
+		for _, x := range seen {
+			if x.Score < cfg.MinScore || x.ObservedAt.Before(now.Add(-cfg.Window)) || x.ObservedAt.After(now.Add(cfg.MaxSkew)) {
+				continue
+			}
+			reps[x.Reporter], nonces[x.Nonce] = true, true
+		}
+		if d.Reporters != len(reps) || d.Signals != len(nonces) {
+			t.Fatalf("step %d: aggregator %d reporters / %d signals, model %d / %d", i, d.Reporters, d.Signals, len(reps), len(nonces))
+		}
+		if (d.Action == Revoke) != (len(reps) >= cfg.RevokeQuorum) {
+			t.Fatalf("step %d: action %s with %d reporters, quorum %d", i, d.Action, len(reps), cfg.RevokeQuorum)
+		}
+	}
+}

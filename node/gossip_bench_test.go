@@ -1,0 +1,57 @@
+package node
+
+import (
+	"crypto/sha256"
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vigil-mesh/vigil/identity"
+	"github.com/vigil-mesh/vigil/node/enforce"
+)
+
+// BenchmarkAnomalyToCutOff measures, on three real daemons (libp2p, Raft, Badger, memberlist on
+// loopback, gossip profile local), the time from the first anomaly signal about an agent to the
+// agent being refused by every node's gater: two nodes report it (revoke_quorum 2), a node
+// proposes the automated revocation with both signals, every replica verifies them and applies
+// it. It reports p50 and p99 over b.N agents.
+//
+//	go test ./node -run '^$' -bench AnomalyToCutOff -benchtime 20x
+func BenchmarkAnomalyToCutOff(b *testing.B) {
+	c := startE2EClusterYAML(b, 3, strings.Replace(gossipYAML, "profile: lan", "profile: local", 1))
+	c.joinGossip()
+	c.propose(c.nodes[0], &identity.SetAutomatedResponse{Enabled: true})
+	ev := sha256.Sum256([]byte("bench"))
+	var lat []time.Duration
+	for i := range b.N {
+		b.StopTimer()
+		name := fmt.Sprintf("agent-%d", i)
+		k := c.register(name)
+		b.StartTimer()
+		start := time.Now()
+		if err := c.nodes[0].ReportAnomaly(name, "ngram", 0.99, ev); err != nil {
+			b.Fatal(err)
+		}
+		if err := c.nodes[1].ReportAnomaly(name, "lstm", 0.95, ev); err != nil {
+			b.Fatal(err)
+		}
+		for _, n := range c.nodes {
+			for n.gater.Decide(k.ID().Peer()) != enforce.ReasonRevoked {
+				if time.Since(start) > 20*time.Second {
+					b.Fatalf("%s not revoked on %s", name, n.cfg.Node.Name)
+				}
+				time.Sleep(time.Millisecond)
+			}
+		}
+		lat = append(lat, time.Since(start))
+	}
+	slices.Sort(lat)
+	pct := func(q float64) float64 {
+		return float64(lat[max(int(math.Ceil(q*float64(len(lat))))-1, 0)].Microseconds()) / 1000
+	}
+	b.ReportMetric(pct(0.5), "p50-ms")
+	b.ReportMetric(pct(0.99), "p99-ms")
+}
