@@ -13,8 +13,13 @@ const maxGaussianWindow = 1 << 20
 // GaussianConfig configures a windowed Gaussian model.
 type GaussianConfig struct {
 	// Window is the number of past points whose mean and deviation score the next one.
-	// Default 1000 (NAB's tuned value). At most 1,048,576.
+	// Default 1000. 0 means every past point (an expanding window). NAB's published
+	// windowedGaussian scores are those of Window 6400, Step 100 (they match its reference
+	// scores row by row). At most 1,048,576.
 	Window int
+	// Step is the number of points the window slides by at once once it is full: the mean and
+	// deviation stay fixed for Step points. Default 1. At most Window.
+	Step int
 	// MinStd replaces a zero deviation (a constant window), in the stream's unit. Default 1e-6
 	// (NAB's value).
 	MinStd float64
@@ -25,13 +30,22 @@ type GaussianConfig struct {
 }
 
 // DefaultGaussianConfig returns the defaults documented on GaussianConfig.
-func DefaultGaussianConfig() GaussianConfig { return GaussianConfig{Window: 1000, MinStd: 1e-6} }
+func DefaultGaussianConfig() GaussianConfig {
+	return GaussianConfig{Window: 1000, Step: 1, MinStd: 1e-6}
+}
+
+// NABGaussianConfig returns the configuration of NAB's published windowedGaussian detector.
+func NABGaussianConfig() GaussianConfig {
+	return GaussianConfig{Window: 6400, Step: 100, MinStd: 1e-6, NABScale: true}
+}
 
 // Validate checks every field.
 func (c GaussianConfig) Validate() error {
 	switch {
-	case c.Window < 1 || c.Window > maxGaussianWindow:
-		return fmt.Errorf("%w: gaussian: Window must be in [1, %d], got %d", ErrConfig, maxGaussianWindow, c.Window)
+	case c.Window < 0 || c.Window > maxGaussianWindow:
+		return fmt.Errorf("%w: gaussian: Window must be in [0, %d], got %d", ErrConfig, maxGaussianWindow, c.Window)
+	case c.Step < 1 || (c.Window > 0 && c.Step > c.Window):
+		return fmt.Errorf("%w: gaussian: Step must be in [1, Window], got %d", ErrConfig, c.Step)
 	case !(c.MinStd > 0) || math.IsInf(c.MinStd, 0):
 		return fmt.Errorf("%w: gaussian: MinStd must be > 0 and finite, got %v", ErrConfig, c.MinStd)
 	}
@@ -49,7 +63,8 @@ type Gaussian struct {
 	n   int       // values in buf
 	// mean and m2 (sum of squared deviations) of buf, updated incrementally.
 	mean, m2 float64
-	since    int // updates since the last exact recomputation
+	since    int       // updates since the last exact recomputation
+	pending  []float64 // values waiting for the next slide (Step > 1)
 }
 
 var _ detector.MetricModel = (*Gaussian)(nil)
@@ -77,13 +92,32 @@ func (m *Gaussian) Observe(_ int64, v float64) float64 {
 		if sd == 0 {
 			sd = m.cfg.MinStd
 		}
-		// NAB (nupic normalProbability): Q(z) = 0.5·erfc(z/1.4142).
-		q := 0.5 * math.Erfc(math.Abs(v-m.mean)/sd/1.4142)
+		// NAB (nupic normalProbability): Q(z) = 0.5·erfc(z/√2).
+		q := 0.5 * math.Erfc(math.Abs(v-m.mean)/sd/math.Sqrt2)
 		if m.cfg.NABScale {
 			score = 1 - q
 		} else {
 			score = 1 - 2*q
 		}
+	}
+	if len(m.buf) == 0 { // expanding window: Welford's update
+		m.n++
+		d := v - m.mean
+		m.mean += d / float64(m.n)
+		m.m2 += d * (v - m.mean)
+		return score
+	}
+	if m.n == len(m.buf) && m.cfg.Step > 1 {
+		m.pending = append(m.pending, v)
+		if len(m.pending) == m.cfg.Step {
+			for _, x := range m.pending {
+				m.buf[m.pos] = x
+				m.pos = (m.pos + 1) % len(m.buf)
+			}
+			m.pending = m.pending[:0]
+			m.recompute()
+		}
+		return score
 	}
 	if m.n < len(m.buf) {
 		m.buf[m.n] = v
@@ -129,8 +163,14 @@ func (m *Gaussian) MarshalBinary() ([]byte, error) {
 	e.i64(int64(m.since))
 	e.f64(m.mean)
 	e.f64(m.m2)
-	for _, x := range m.buf[:m.n] {
-		e.f64(x)
+	if len(m.buf) > 0 {
+		for _, x := range m.buf[:m.n] {
+			e.f64(x)
+		}
+		e.u64(uint64(len(m.pending)))
+		for _, x := range m.pending {
+			e.f64(x)
+		}
 	}
 	return e.b, nil
 }
@@ -142,12 +182,32 @@ func (m *Gaussian) UnmarshalBinary(b []byte) error {
 	if d.err == nil && w != int64(len(m.buf)) {
 		d.fail("gaussian: checkpoint of Window %d, model has %d", w, len(m.buf))
 	}
-	n := d.n(len(m.buf), 8, "gaussian: n")
+	limit := len(m.buf)
+	if limit == 0 {
+		limit = math.MaxInt64
+	}
+	n := d.n(limit, 0, "gaussian: n")
+	if len(m.buf) == 0 {
+		pos, since, mean, m2 := d.i64(), d.i64(), d.f64(), d.f64()
+		if err := d.done(); err != nil {
+			return err
+		}
+		if pos != 0 || since != 0 || !finite(mean) || !finite(m2) || m2 < 0 {
+			return fmt.Errorf("%w: gaussian: bad state", ErrCheckpoint)
+		}
+		m.n, m.mean, m.m2 = n, mean, m2
+		return nil
+	}
 	pos, since := d.i64(), d.i64()
 	mean, m2 := d.f64(), d.f64()
 	vals := make([]float64, n)
 	for i := range vals {
 		vals[i] = d.f64()
+	}
+	np := d.n(m.cfg.Step-1, 8, "gaussian: pending")
+	pending := make([]float64, np)
+	for i := range pending {
+		pending[i] = d.f64()
 	}
 	if err := d.done(); err != nil {
 		return err
@@ -155,7 +215,11 @@ func (m *Gaussian) UnmarshalBinary(b []byte) error {
 	if pos < 0 || pos >= int64(len(m.buf)) || (n < len(m.buf) && pos != 0) || since < 0 || !finite(mean) || !finite(m2) {
 		return fmt.Errorf("%w: gaussian: bad state", ErrCheckpoint)
 	}
+	if np > 0 && n < len(m.buf) {
+		return fmt.Errorf("%w: gaussian: pending values before the window is full", ErrCheckpoint)
+	}
 	copy(m.buf, vals)
+	m.pending = append(m.pending[:0], pending...)
 	m.n, m.pos, m.since, m.mean, m.m2 = n, int(pos), int(since), mean, m2
 	return nil
 }

@@ -40,6 +40,22 @@ func Run(c *Corpus, factory ModelFactory) ([][]float64, error) {
 	return out, nil
 }
 
+// RoundLikeNAB rounds every score to 12 significant digits, in place. NAB's Python 2 pipeline
+// writes each detector's scores to CSV with str(float), which keeps 12 significant digits, and
+// scores what it reads back; a score of 0.99999999999995 is therefore scored as 1.0. The
+// published scoreboard depends on it (windowedGaussian's optimal threshold is exactly 1.0), so
+// nabbench rounds every model's scores the same way before scoring.
+func RoundLikeNAB(scores [][]float64) {
+	for _, s := range scores {
+		for j, v := range s {
+			r, err := strconv.ParseFloat(strconv.FormatFloat(v, 'g', 12, 64), 64)
+			if err == nil {
+				s[j] = r
+			}
+		}
+	}
+}
+
 // WriteResults writes NAB's results layout under dir: <dir>/<detector>/<category>/
 // <detector>_<name>.csv with columns timestamp,value,anomaly_score,label.
 func WriteResults(dir, detectorName string, c *Corpus, scores [][]float64) error {

@@ -76,6 +76,7 @@ func run() error {
 			return err
 		}
 		el := time.Since(start)
+		nab.RoundLikeNAB(scores)
 		if err := nab.WriteResults(*out, name, c, scores); err != nil {
 			return err
 		}

@@ -21,11 +21,9 @@ var factories = map[string]nab.ModelFactory{
 	"gaussian": func(*nab.File) (detector.MetricModel, error) {
 		return metric.NewGaussian(metric.DefaultGaussianConfig())
 	},
-	// gaussian-nab is NAB's windowedGaussian exactly (its 1 − Q score scale).
+	// gaussian-nab is NAB's published windowedGaussian exactly (window 6400, step 100, 1 − Q).
 	"gaussian-nab": func(*nab.File) (detector.MetricModel, error) {
-		cfg := metric.DefaultGaussianConfig()
-		cfg.NABScale = true
-		return metric.NewGaussian(cfg)
+		return metric.NewGaussian(metric.NABGaussianConfig())
 	},
 	// cad is NAB's CAD OSE: it uses the file's min and max (inputMin/inputMax).
 	"cad": func(f *nab.File) (detector.MetricModel, error) {
