@@ -5,7 +5,6 @@ import (
 	"math"
 	"math/bits"
 	"slices"
-	"sort"
 
 	"github.com/vigil-mesh/vigil/detector"
 )
@@ -275,19 +274,10 @@ func (m *CAD) step1(facts []int64) (preds [2]uint64, sel, added float64) {
 	if numSel > 0 {
 		sel = float64(len(active)) / float64(numSel)
 	}
-	sort.SliceStable(active, func(i, j int) bool {
-		a, b := active[i], active[j]
-		if a.n2 != b.n2 {
-			return a.n2 < b.n2
-		}
-		if a.lh != b.lh {
-			return a.lh < b.lh
-		}
-		return a.rh < b.rh
-	})
-	if len(active) > m.cfg.MaxActiveNeurons {
-		active = active[len(active)-m.cfg.MaxActiveNeurons:]
-	}
+	// The original sorts all active contexts by (activations, left hash, right hash), stably,
+	// and keeps the last MaxActiveNeurons; keeping the top ones directly is the same selection
+	// (an element equal to the current worst replaces it, as a later element sorts after).
+	active = topActive(active, m.cfg.MaxActiveNeurons)
 	left := slices.Clone(cur)
 	for _, a := range active {
 		left = append(left, neuronBase+int64(a.id))
@@ -307,6 +297,50 @@ func (m *CAD) step1(facts []int64) (preds [2]uint64, sel, added float64) {
 		added = float64(numNew) / float64(len(uniq))
 	}
 	return preds, sel, added
+}
+
+func cmpActive(a, b activeCtx) int {
+	switch {
+	case a.n2 != b.n2:
+		return cmpInt(a.n2, b.n2)
+	case a.lh != b.lh:
+		return cmpInt(a.lh, b.lh)
+	default:
+		return cmpInt(a.rh, b.rh)
+	}
+}
+
+func cmpInt(a, b int64) int {
+	if a < b {
+		return -1
+	}
+	if a > b {
+		return 1
+	}
+	return 0
+}
+
+// topActive returns the k greatest elements of a (in no particular order), preferring later
+// elements among equals, as taking the tail of a stable ascending sort does.
+func topActive(a []activeCtx, k int) []activeCtx {
+	if len(a) <= k {
+		return a
+	}
+	best := make([]activeCtx, 0, k) // ascending
+	for _, x := range a {
+		if len(best) == k {
+			if cmpActive(x, best[0]) < 0 {
+				continue
+			}
+			best = best[1:]
+		}
+		i := len(best)
+		for i > 0 && cmpActive(best[i-1], x) > 0 {
+			i--
+		}
+		best = slices.Insert(best, i, x)
+	}
+	return best
 }
 
 // semiID finds or creates the semi-context of facts on side lr (ok false when the cap forbids
