@@ -73,8 +73,12 @@ func (m *CAD) UnmarshalBinary(b []byte) error {
 		return fmt.Errorf("%w: cad: %d bytes, limit %d", ErrCheckpoint, len(b), maxCADCheckpoint)
 	}
 	var s cadSnap
-	if err := gob.NewDecoder(bytes.NewReader(b)).Decode(&s); err != nil {
+	r := bytes.NewReader(b)
+	if err := gob.NewDecoder(r).Decode(&s); err != nil {
 		return fmt.Errorf("%w: cad: %v", ErrCheckpoint, err)
+	}
+	if r.Len() != 0 {
+		return fmt.Errorf("%w: cad: %d trailing bytes", ErrCheckpoint, r.Len())
 	}
 	bad := func(what string) error { return fmt.Errorf("%w: cad: %s", ErrCheckpoint, what) }
 	switch {
