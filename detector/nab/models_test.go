@@ -48,3 +48,45 @@ func TestGaussianPortMatchesPublishedScores(t *testing.T) {
 		}
 	}
 }
+
+// TestCADPortScoresAsPublished runs the CAD OSE port over the corpus in NAB's configuration (the
+// file's min and max, rest period = probationary length / 5): its standard score must be NAB's
+// published contextOSE 69.9 (69.8996 in final_results.json).
+func TestCADPortScoresAsPublished(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs CAD over 365,558 rows (about 15 s)")
+	}
+	c, _ := loadCorpus(t)
+	scores, err := Run(c, func(f *File) (detector.MetricModel, error) {
+		cfg := metric.DefaultCADConfig()
+		cfg.Min, cfg.Max = f.Min(), f.Max()
+		cfg.RestPeriod = int(float64(ProbationaryLength(len(f.Values))) / 5.0)
+		return metric.NewCAD(cfg)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	RoundLikeNAB(scores)
+	want := []float64{69.89956896844828, 66.97713919047413, 73.18167250416667}
+	for k, p := range Profiles() {
+		res, err := Evaluate(c, scores, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("cad %s: %.4f (threshold %.6f), published %.4f", p.Name, res.Normalized, res.Threshold, want[k])
+		// The port's scores are close to, not bit-identical with, the published run (its
+		// low-FP figure is 0.7 below), so only the standard profile is held to 0.05.
+		thr := map[string]float64{"standard": 0.7655273437500002, "reward_low_FP_rate": 0.7656372070312502, "reward_low_FN_rate": 0.7047851562500003}[p.Name]
+		at, err := EvaluateAt(c, scores, p, thr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("cad %s at the published threshold %.6f: %.4f", p.Name, thr, at.Normalized)
+		if k == 0 && math.Abs(res.Normalized-want[k]) > 0.05 {
+			t.Errorf("%s: %.4f, published %.4f", p.Name, res.Normalized, want[k])
+		}
+		if math.Abs(res.Normalized-want[k]) > 1.0 {
+			t.Errorf("%s: %.4f, more than 1 point from the published %.4f", p.Name, res.Normalized, want[k])
+		}
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
 	"time"
@@ -30,6 +31,7 @@ func run() error {
 	data := flag.String("data", "", "NAB folder (default: ../shared/data/nab from the repository root)")
 	models := flag.String("model", "vigil", "comma-separated models: "+strings.Join(modelNames(), ", "))
 	out := flag.String("out", "", "results folder (default: a new temporary folder)")
+	mem := flag.Bool("mem", false, "also measure the heap bytes each model holds after its file (slower: a GC per file)")
 	flag.Parse()
 	if *data == "" {
 		root, err := repoRoot()
@@ -92,7 +94,15 @@ func run() error {
 			l.scores[k] = r.Normalized
 			fmt.Printf("%-14s %-20s threshold %-10.6g raw %8.3f normalised %6.2f\n", name, p.Name, r.Threshold, r.Raw, r.Normalized)
 		}
-		fmt.Printf("%-14s detection: %d rows in %v (%.0f rows/s, one core)\n\n", name, rows, el.Round(time.Millisecond), float64(rows)/el.Seconds())
+		fmt.Printf("%-14s detection: %d rows in %v (%.0f rows/s, one core)\n", name, rows, el.Round(time.Millisecond), float64(rows)/el.Seconds())
+		if *mem {
+			med, mx, at, err := memoryPerModel(c, factory)
+			if err != nil {
+				return err
+			}
+			fmt.Printf("%-14s memory after a file: median %d bytes, max %d bytes (%s)\n", name, med, mx, at)
+		}
+		fmt.Println()
 		table = append(table, l)
 	}
 	for det, m := range published {
@@ -126,4 +136,36 @@ func repoRoot() (string, error) {
 		}
 		dir = parent
 	}
+}
+
+// memoryPerModel runs each file through a fresh model and measures the heap the model holds at
+// the end of the file (after a GC), returning the median and the largest.
+func memoryPerModel(c *nab.Corpus, factory nab.ModelFactory) (median, largest uint64, at string, err error) {
+	var sizes []uint64
+	for i := range c.Files {
+		f := &c.Files[i]
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		m, err := factory(f)
+		if err != nil {
+			return 0, 0, "", err
+		}
+		for j, v := range f.Values {
+			m.Observe(f.Times[j], v)
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		var d uint64
+		if after.HeapAlloc > before.HeapAlloc {
+			d = after.HeapAlloc - before.HeapAlloc
+		}
+		runtime.KeepAlive(m)
+		sizes = append(sizes, d)
+		if d > largest {
+			largest, at = d, fmt.Sprintf("%s, %d rows", f.Name, len(f.Values))
+		}
+	}
+	sort.Slice(sizes, func(a, b int) bool { return sizes[a] < sizes[b] })
+	return sizes[len(sizes)/2], largest, at, nil
 }
