@@ -63,3 +63,11 @@ generate:
 
 clean:
 	rm -rf bin $(DEVDIR) bench.out
+
+# bench-detect-nab: the metric models over the NAB corpus (needs ../shared/data/nab) beside NAB's
+# published scoreboard, then points/s and bytes per model beside a summing baseline. See
+# docs/detection-nab.md.
+.PHONY: bench-detect-nab
+bench-detect-nab:
+	$(GO) run ./detector/nab/cmd/nabbench -model ewma,gaussian,gaussian-nab,cad,cad-live -mem
+	$(GO) test -run '^$$' -bench . -benchtime 2000000x ./detector/metric/
