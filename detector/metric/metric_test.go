@@ -58,6 +58,22 @@ var models = []struct {
 		cfg.RestPeriod = 60
 		return NewCAD(cfg)
 	}},
+	// blend is NAB's "vigil" configuration on the test range.
+	{"blend", func() (detector.MetricModel, error) {
+		cfg := DefaultCADConfig()
+		cfg.RestPeriod = 60
+		c, err := NewCAD(cfg)
+		if err != nil {
+			return nil, err
+		}
+		gcfg := DefaultGaussianConfig()
+		gcfg.Window = 0
+		g, err := NewGaussian(gcfg)
+		if err != nil {
+			return nil, err
+		}
+		return NewBlend([]detector.MetricModel{c, g}, []float64{0.85, 0.15})
+	}},
 }
 
 // liveModels learn the range from the stream (checkpoint tests only: on ±0.5 noise the learned
@@ -137,7 +153,7 @@ func must(x float64, _ int) float64 { return x }
 // seasonalLimit is the highest score each model may give a steady seasonal series. The mean and
 // deviation models see the season as spread (|z| up to √2 for a sine), so they stay below the
 // score of 3 deviations (0.9973); CAD learns the pattern.
-var seasonalLimit = map[string]float64{"ewma": 0.99, "gaussian": 0.99, "gaussian-nab": 0.99, "cad": 0.5}
+var seasonalLimit = map[string]float64{"ewma": 0.99, "gaussian": 0.99, "gaussian-nab": 0.99, "cad": 0.5, "blend": 0.6}
 
 func TestCheckpointRestoresExactly(t *testing.T) {
 	for _, mc := range append(models, liveModels...) {
@@ -241,6 +257,26 @@ func TestInvalidConfigsNameTheField(t *testing.T) {
 		{"MaxContexts", cad(func(c *CADConfig) { c.MaxContexts = -1 })},
 		{"RangeLearning", cad(func(c *CADConfig) { c.RangeLearning = -1 })},
 	}
+	e1, _ := NewEWMA(DefaultEWMAConfig())
+	blend := func(m []detector.MetricModel, w []float64) error { _, err := NewBlend(m, w); return err }
+	cases = append(cases,
+		struct {
+			field string
+			err   error
+		}{"weights must sum to 1", blend([]detector.MetricModel{e1}, []float64{0.5})},
+		struct {
+			field string
+			err   error
+		}{"weights[0]", blend([]detector.MetricModel{e1}, []float64{-1})},
+		struct {
+			field string
+			err   error
+		}{"members[0]", blend([]detector.MetricModel{nil}, []float64{1})},
+		struct {
+			field string
+			err   error
+		}{"2 weights for 1 members", blend([]detector.MetricModel{e1}, []float64{0.5, 0.5})},
+	)
 	for _, tc := range cases {
 		if tc.err == nil || !errors.Is(tc.err, ErrConfig) || !strings.Contains(tc.err.Error(), tc.field) {
 			t.Errorf("%s: error %v", tc.field, tc.err)

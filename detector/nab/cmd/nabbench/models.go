@@ -31,6 +31,8 @@ var factories = map[string]nab.ModelFactory{
 		cfg.Min, cfg.Max, cfg.RestPeriod = f.Min(), f.Max(), restPeriod(f)
 		return metric.NewCAD(cfg)
 	},
+	// vigil is the strongest configuration: CAD (NAB mode) 0.85 + expanding Gaussian 0.15.
+	"vigil": vigil,
 	// cad-live learns its range from the probationary period instead (no look-ahead).
 	"cad-live": func(f *nab.File) (detector.MetricModel, error) {
 		cfg := metric.DefaultCADConfig()
@@ -46,4 +48,20 @@ func modelNames() []string {
 	}
 	sort.Strings(n)
 	return n
+}
+
+func vigil(f *nab.File) (detector.MetricModel, error) {
+	cfg := metric.DefaultCADConfig()
+	cfg.Min, cfg.Max, cfg.RestPeriod = f.Min(), f.Max(), restPeriod(f)
+	c, err := metric.NewCAD(cfg)
+	if err != nil {
+		return nil, err
+	}
+	gcfg := metric.DefaultGaussianConfig()
+	gcfg.Window = 0
+	g, err := metric.NewGaussian(gcfg)
+	if err != nil {
+		return nil, err
+	}
+	return metric.NewBlend([]detector.MetricModel{c, g}, []float64{0.85, 0.15})
 }
