@@ -83,6 +83,9 @@ func run() error {
 			return err
 		}
 		l := line{name: "vigil " + name, ours: true}
+		if name == "vigil" {
+			l.name = "vigil"
+		}
 		for k, p := range profiles {
 			r, err := nab.Evaluate(c, scores, p)
 			if err != nil {
