@@ -59,7 +59,7 @@ func (b *Blend) Observe(t int64, v float64) float64 {
 	for i, m := range b.members {
 		s += b.weights[i] * m.Observe(t, v)
 	}
-	return min(max(s, 0), 1)
+	return unit(s)
 }
 
 // MarshalBinary writes the members' checkpoints in order.

@@ -129,7 +129,7 @@ func (m *CAD) UnmarshalBinary(b []byte) error {
 					return bad(fmt.Sprintf("bad context reference in semi-context %d/%d", lr, id))
 				}
 			}
-			if used != x.N {
+			if used != x.N || (size > 0 && used*3 >= size*2) {
 				return bad(fmt.Sprintf("bad context count in semi-context %d/%d", lr, id))
 			}
 			se := &semi{facts: x.Facts, hash: x.Hash, matched: x.Matched, count: x.Count}

@@ -114,3 +114,12 @@ func (d *dec) done() error {
 }
 
 func finite(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }
+
+// unit keeps a score in [0,1]; NaN (only reachable from a corrupt restored state whose sums
+// overflow) counts as maximally unusual.
+func unit(x float64) float64 {
+	if math.IsNaN(x) {
+		return 1
+	}
+	return min(max(x, 0), 1)
+}

@@ -76,7 +76,7 @@ func (m *EWMA) Observe(_ int64, v float64) float64 {
 		m.vr = (1 - m.cfg.Alpha) * (m.vr + diff*inc)
 	}
 	m.n++
-	return score
+	return unit(score)
 }
 
 // MarshalBinary writes a checkpoint.

@@ -105,7 +105,7 @@ func (m *Gaussian) Observe(_ int64, v float64) float64 {
 		d := v - m.mean
 		m.mean += d / float64(m.n)
 		m.m2 += d * (v - m.mean)
-		return score
+		return unit(score)
 	}
 	if m.n == len(m.buf) && m.cfg.Step > 1 {
 		m.pending = append(m.pending, v)
@@ -117,7 +117,7 @@ func (m *Gaussian) Observe(_ int64, v float64) float64 {
 			m.pending = m.pending[:0]
 			m.recompute()
 		}
-		return score
+		return unit(score)
 	}
 	if m.n < len(m.buf) {
 		m.buf[m.n] = v
@@ -137,7 +137,7 @@ func (m *Gaussian) Observe(_ int64, v float64) float64 {
 	if m.since >= len(m.buf) || m.m2 < 0 {
 		m.recompute()
 	}
-	return score
+	return unit(score)
 }
 
 // recompute sets mean and m2 exactly from the window (two passes, as numpy does).
@@ -214,6 +214,14 @@ func (m *Gaussian) UnmarshalBinary(b []byte) error {
 	}
 	if pos < 0 || pos >= int64(len(m.buf)) || (n < len(m.buf) && pos != 0) || since < 0 || !finite(mean) || !finite(m2) {
 		return fmt.Errorf("%w: gaussian: bad state", ErrCheckpoint)
+	}
+	for _, x := range append(vals, pending...) {
+		if !finite(x) {
+			return fmt.Errorf("%w: gaussian: non-finite value in the window", ErrCheckpoint)
+		}
+	}
+	if m2 < 0 {
+		return fmt.Errorf("%w: gaussian: negative sum of squares", ErrCheckpoint)
 	}
 	if np > 0 && n < len(m.buf) {
 		return fmt.Errorf("%w: gaussian: pending values before the window is full", ErrCheckpoint)
