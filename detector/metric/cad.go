@@ -19,6 +19,10 @@ type CADConfig struct {
 	// RangeLearning, when > 0, makes the model take Min and Max from its first RangeLearning
 	// points (which score 0) and then learn those points in order. For live use. Default 0.
 	RangeLearning int
+	// RangeMargin widens a learned range by this fraction of its span on each side, so that a
+	// stream that wanders a little beyond its first points keeps to the known levels. Only with
+	// RangeLearning. Default 0.
+	RangeMargin float64
 	// BaseThreshold is the score at or above which the model rests (returns 0) for RestPeriod
 	// points. Default 0.75.
 	BaseThreshold float64
@@ -54,6 +58,8 @@ func (c CADConfig) Validate() error {
 		return fmt.Errorf("%w: cad: RangeLearning must be in [0, 1048576], got %d", ErrConfig, c.RangeLearning)
 	case c.RangeLearning == 0 && (!finite(c.Min) || !finite(c.Max) || c.Max < c.Min):
 		return fmt.Errorf("%w: cad: Min and Max must be finite with Min <= Max, got [%v, %v]", ErrConfig, c.Min, c.Max)
+	case !(c.RangeMargin >= 0 && c.RangeMargin <= 100):
+		return fmt.Errorf("%w: cad: RangeMargin must be in [0, 100], got %v", ErrConfig, c.RangeMargin)
 	case !(c.BaseThreshold > 0 && c.BaseThreshold <= 1):
 		return fmt.Errorf("%w: cad: BaseThreshold must be in (0,1], got %v", ErrConfig, c.BaseThreshold)
 	case c.RestPeriod < 1:
@@ -183,7 +189,9 @@ func (m *CAD) Observe(t int64, v float64) float64 {
 		if len(m.warm) < m.cfg.RangeLearning {
 			return 0
 		}
-		m.setRange(slices.Min(m.warm), slices.Max(m.warm))
+		lo, hi := slices.Min(m.warm), slices.Max(m.warm)
+		pad := (hi - lo) * m.cfg.RangeMargin
+		m.setRange(lo-pad, hi+pad)
 		warm := m.warm
 		m.warm, m.warmT = nil, nil
 		for _, x := range warm {

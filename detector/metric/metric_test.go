@@ -256,6 +256,7 @@ func TestInvalidConfigsNameTheField(t *testing.T) {
 		{"NumNormValueBits", cad(func(c *CADConfig) { c.NumNormValueBits = 40 })},
 		{"MaxContexts", cad(func(c *CADConfig) { c.MaxContexts = -1 })},
 		{"RangeLearning", cad(func(c *CADConfig) { c.RangeLearning = -1 })},
+		{"RangeMargin", cad(func(c *CADConfig) { c.RangeMargin = -0.5 })},
 	}
 	e1, _ := NewEWMA(DefaultEWMAConfig())
 	blend := func(m []detector.MetricModel, w []float64) error { _, err := NewBlend(m, w); return err }

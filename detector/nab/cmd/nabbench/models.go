@@ -31,6 +31,13 @@ var factories = map[string]nab.ModelFactory{
 		cfg.Min, cfg.Max, cfg.RestPeriod = f.Min(), f.Max(), restPeriod(f)
 		return metric.NewCAD(cfg)
 	},
+	// cad-live-margin also widens the learned range by half its span on each side.
+	"cad-live-margin": func(f *nab.File) (detector.MetricModel, error) {
+		cfg := metric.DefaultCADConfig()
+		cfg.RangeLearning, cfg.RestPeriod = nab.ProbationaryLength(len(f.Values)), restPeriod(f)
+		cfg.RangeMargin = 0.5
+		return metric.NewCAD(cfg)
+	},
 	// vigil is the strongest configuration: CAD (NAB mode) 0.85 + expanding Gaussian 0.15.
 	"vigil": vigil,
 	// cad-live learns its range from the probationary period instead (no look-ahead).
