@@ -69,5 +69,5 @@ clean:
 # docs/detection-nab.md.
 .PHONY: bench-detect-nab
 bench-detect-nab:
-	$(GO) run ./detector/nab/cmd/nabbench -model ewma,gaussian,gaussian-nab,cad,vigil,cad-live -mem
+	$(GO) run ./detector/nab/cmd/nabbench -model ewma,gaussian,gaussian-nab,cad,vigil,cad-live,cad-live-margin -mem
 	$(GO) test -run '^$$' -bench . -benchtime 2000000x ./detector/metric/
