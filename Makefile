@@ -84,3 +84,10 @@ example-python: build
 	. "$(abspath $(DEVDIR))/vigil.env" && ./$(BIN) monitor --key "$$VIGIL_DEV_DIR/agents/$(PY_AGENT).key" --node "$${VIGIL_NODES%%,*}" \
 		--listen "unix:$$VIGIL_DEV_DIR/$(PY_AGENT)-monitor.sock" \
 		-- python3 examples/python/agent.py --peer $(PY_PEER) --capability $(PY_CAPABILITY)
+# bench-detect-nab: the metric models over the NAB corpus (needs ../shared/data/nab) beside NAB's
+# published scoreboard, then points/s and bytes per model beside a summing baseline. See
+# docs/detection-nab.md.
+.PHONY: bench-detect-nab
+bench-detect-nab:
+	$(GO) run ./detector/nab/cmd/nabbench -model ewma,gaussian,gaussian-nab,cad,vigil,cad-live,cad-live-margin -mem
+	$(GO) test -run '^$$' -bench . -benchtime 2000000x ./detector/metric/

@@ -1,0 +1,6 @@
+package metric
+
+import "math"
+
+func nan() float64      { return math.NaN() }
+func inf(s int) float64 { return math.Inf(s) }
