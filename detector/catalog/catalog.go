@@ -7,6 +7,7 @@ import (
 
 	"github.com/vigil-mesh/vigil/detector"
 	"github.com/vigil-mesh/vigil/detector/engine"
+	"github.com/vigil-mesh/vigil/detector/metric"
 	"github.com/vigil-mesh/vigil/detector/multivar"
 	"github.com/vigil-mesh/vigil/detector/rules"
 )
@@ -85,6 +86,9 @@ func init() {
 		{Name: "ensemble", Kind: Metric, metric: newEnsemble},
 		VectorEntry("hst", multivar.DefaultHSTConfig, multivar.NewHST),
 		VectorEntry("rrcf", multivar.DefaultRRCFConfig, multivar.NewRRCF),
+		MetricEntry("ewma", metric.DefaultEWMAConfig, metric.NewEWMA),
+		MetricEntry("gaussian", metric.DefaultGaussianConfig, metric.NewGaussian),
+		MetricEntry("cad", liveCADConfig, metric.NewCAD),
 	}
 }
 
@@ -225,4 +229,14 @@ func newEnsemble(p map[string]any) (detector.MetricModel, error) {
 		}
 	}
 	return engine.NewEnsemble(cfg, members)
+}
+
+// liveCADConfig is CAD for a live stream of unknown range: the range is learned from the first
+// 750 values (NAB's longest probationary period) and widened by half its span on each side, and
+// the learned contexts are capped so memory stays bounded. On NAB this configuration scores 61.4
+// standard (docs/detection-nab.md); NAB mode, which is handed each file's range, scores 69.9.
+func liveCADConfig() metric.CADConfig {
+	c := metric.DefaultCADConfig()
+	c.RangeLearning, c.RangeMargin, c.MaxContexts = 750, 0.5, 4096
+	return c
 }

@@ -10,7 +10,7 @@ import (
 
 func TestNames(t *testing.T) {
 	got := strings.Join(Names(), ",")
-	if got != "ensemble,hst,rrcf,threshold" {
+	if got != "cad,ensemble,ewma,gaussian,hst,rrcf,threshold" {
 		t.Fatalf("Names = %s", got)
 	}
 	if _, err := Lookup("ewma2"); err == nil || !strings.Contains(err.Error(), `"ewma2"`) || !strings.Contains(err.Error(), "hst") {
