@@ -37,7 +37,7 @@ type devDemo struct {
 	at       map[string]string // agent name → node it is connected to
 	sidecars map[string]string // agent name → its sidecar's VIGIL_MONITOR_URL
 	every    time.Duration
-	sockDir  string // a folder created for the sockets when DIR's path is too long for one; removed on close
+	sockDir  string   // a folder created for the sockets when DIR's path is too long for one; removed on close
 	programs []func() // the demo programs, started by begin
 	dctx     context.Context
 }
