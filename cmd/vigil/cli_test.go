@@ -125,8 +125,10 @@ func TestInit(t *testing.T) {
 	if keys, err := gossip.LoadKeyring(ring); err != nil || len(keys) != 1 || len(keys[0]) != 32 {
 		t.Errorf("keys/gossip.keyring: %d keys, err %v", len(keys), err)
 	}
-	if fi, err := os.Stat(ring); err != nil || fi.Mode().Perm() != 0o600 {
-		t.Errorf("keys/gossip.keyring: mode %v, err %v; want 0600", fi.Mode().Perm(), err)
+	if fi, err := os.Stat(ring); err != nil {
+		t.Error(err)
+	} else if fi.Mode().Perm() != 0o600 {
+		t.Errorf("keys/gossip.keyring: mode %v, want 0600", fi.Mode().Perm())
 	}
 
 	tests := []struct {
