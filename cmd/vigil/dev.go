@@ -45,11 +45,22 @@ func newDevCmd() *cobra.Command {
 		Short: "Run a local mesh on loopback: several nodes and demo agents, in one process",
 		Long: `dev creates (on first use) and runs a local Vigil cluster on 127.0.0.1: node-1 is created by
 'vigil init', the other nodes are admitted by an operator-signed command and join through node-1, and
-a few demo agents are registered. Everything is kept in DIR, so running dev again restarts the same
-cluster with its registry intact. Stop it with Ctrl-C.`,
+a few demo agents are registered with the capability chat:* and connected with the Go SDK, one per
+node in turn. Gossip is on: node-N listens on its libp2p port + 3 and every node holds node-1's
+keyring (keys/gossip.keyring, written by init).
+
+demo-agent-1 and demo-agent-2 also run through their own vigil monitor sidecar (unix socket in DIR),
+driven by a small program in this process that speaks the sidecar's HTTP API: demo-agent-1 sends
+demo-agent-2 a chat message every --message-every, each answers every message it receives (so a
+message from example-agent, the Python example's agent, is answered too) and reports a tool_call
+event for it. dev prints a line on every change: first delivery, a refusal, a cut-off.
+
+Everything is kept in DIR, so running dev again restarts the same cluster with its registry intact.
+Stop it with Ctrl-C.`,
 		Example: `  vigil dev --dir .vigil-dev
   vigil dev --dir /tmp/mesh --nodes 5 --base-port 9400
-  vigil dev --dir /tmp/mesh --for 30s     # stop by itself after 30 seconds`,
+  vigil dev --dir /tmp/mesh --for 30s     # stop by itself after 30 seconds
+  vigil dev --message-every 0             # demo agents only answer; no traffic of their own`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
