@@ -53,7 +53,8 @@ demo-agent-1 and demo-agent-2 also run through their own vigil monitor sidecar (
 driven by a small program in this process that speaks the sidecar's HTTP API: demo-agent-1 sends
 demo-agent-2 a chat message every --message-every, each answers every message it receives (so a
 message from example-agent, the Python example's agent, is answered too) and reports a tool_call
-event for it. dev prints a line on every change: first delivery, a refusal, a cut-off.
+event for it. Their sidecars watch this process, so the process metrics they report (CPU, memory,
+…) are the whole mesh's. dev prints a line on every change: first delivery, a refusal, a cut-off.
 
 Everything is kept in DIR, so running dev again restarts the same cluster with its registry intact.
 Stop it with Ctrl-C.`,
