@@ -42,10 +42,10 @@ func (s *syncBuffer) String() string {
 }
 
 // devTestOptions returns options for a mesh in a fresh folder on a random base port in
-// 20000-39990 (TestDevRestart uses 40000 and above).
+// 20000-32680: below Linux's ephemeral range (TestDevRestart uses 40000 and above).
 func devTestOptions(t *testing.T, nodes, agents int, every time.Duration) devOptions {
 	t.Helper()
-	n, _ := rand.Int(rand.Reader, big.NewInt(2000))
+	n, _ := rand.Int(rand.Reader, big.NewInt(1268))
 	return devOptions{dir: shortDir(t), nodes: nodes, agents: agents, basePort: 20000 + 10*int(n.Int64()),
 		logLevel: "error", msgEvery: every}
 }
