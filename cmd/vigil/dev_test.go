@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/big"
 	"net/http"
 	"os"
@@ -43,7 +44,7 @@ func (s *syncBuffer) String() string {
 
 // devTestOptions returns options for a mesh in a fresh folder on a random base port in
 // 20000-32680: below Linux's ephemeral range (TestDevRestart uses 40000 and above).
-func devTestOptions(t *testing.T, nodes, agents int, every time.Duration) devOptions {
+func devTestOptions(t testing.TB, nodes, agents int, every time.Duration) devOptions {
 	t.Helper()
 	n, _ := rand.Int(rand.Reader, big.NewInt(1268))
 	return devOptions{dir: shortDir(t), nodes: nodes, agents: agents, basePort: 20000 + 10*int(n.Int64()),
@@ -51,7 +52,7 @@ func devTestOptions(t *testing.T, nodes, agents int, every time.Duration) devOpt
 }
 
 // shortDir is a temporary folder with a short path, so that unix sockets fit in it.
-func shortDir(t *testing.T) string {
+func shortDir(t testing.TB) string {
 	t.Helper()
 	d, err := os.MkdirTemp("", "vd")
 	if err != nil {
@@ -63,7 +64,7 @@ func shortDir(t *testing.T) string {
 
 // startTestMesh starts a real mesh (nodes, registry, demo agents and their sidecars) and stops it
 // at the end of the test.
-func startTestMesh(t *testing.T, o devOptions) (*devMesh, *syncBuffer) {
+func startTestMesh(t testing.TB, o devOptions) (*devMesh, *syncBuffer) {
 	t.Helper()
 	out := &syncBuffer{}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -78,7 +79,7 @@ func startTestMesh(t *testing.T, o devOptions) (*devMesh, *syncBuffer) {
 }
 
 // connectExample connects the example agent with the Go SDK to node i (1-based) of m.
-func connectExample(t *testing.T, m *devMesh, i int) *agent.Client {
+func connectExample(t testing.TB, m *devMesh, i int) *agent.Client {
 	t.Helper()
 	key, err := identity.LoadKeyFile(filepath.Join(m.o.dir, "agents", exampleAgent+".key"), identity.RoleAgent)
 	if err != nil {
@@ -343,4 +344,52 @@ func TestDevTraffic(t *testing.T) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
 	}
+}
+
+// BenchmarkSendRealMesh is one message from example-agent (node-1) to demo-agent-2 (node-2) on a
+// real 2-node mesh, until the receipt: "sdk" calls the Go SDK's Send directly; "sidecar" posts
+// it to the agent's vigil monitor sidecar over its unix socket (JSON over HTTP, then the same
+// Send). The difference is the sidecar's cost. demo-agent-2 does not answer (the body is marked
+// as an answer). Run: go test -run '^$' -bench SendRealMesh -benchtime 2000x ./cmd/vigil/
+func BenchmarkSendRealMesh(b *testing.B) {
+	m, _ := startTestMesh(b, devTestOptions(b, 2, 2, 0))
+	client := connectExample(b, m, 1)
+	ctx := context.Background()
+	body := []byte(answerPrefix + "benchmark")
+	b.Run("sdk", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := client.Send(ctx, "demo-agent-2", demoCapability, body); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("sidecar", func(b *testing.B) {
+		sock := filepath.Join(m.o.dir, "bench.sock")
+		api := monitor.DefaultConfig()
+		api.Listen = "unix:" + sock
+		api.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+		rctx, cancel := context.WithCancel(ctx)
+		ran := make(chan struct{})
+		go func() {
+			defer close(ran)
+			monitor.Run(rctx, client, monitor.RunConfig{API: api, PID: os.Getpid(), Interval: time.Minute, Logger: api.Logger})
+		}()
+		defer func() { cancel(); <-ran }()
+		hc := unixHTTPClient(sock)
+		if err := waitSidecar(ctx, hc); err != nil {
+			b.Fatal(err)
+		}
+		req, _ := json.Marshal(map[string]string{"to": "demo-agent-2", "capability": demoCapability, "body": string(body)})
+		for b.Loop() {
+			resp, err := hc.Post("http://monitor/v1/messages", "application/json", bytes.NewReader(req))
+			if err != nil {
+				b.Fatal(err)
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				b.Fatalf("send: %d", resp.StatusCode)
+			}
+		}
+	})
 }
