@@ -334,7 +334,12 @@ func (a *demoAgent) send(ctx context.Context, to, body string) {
 	default:
 		e := res.Error
 		seen = "refused " + e.Code
-		line = fmt.Sprintf("demo: %s → %s: refused with %s at %s: %s", a.name, to, e.Code, e.Hop, e.Rule)
+		if e.Hop != "" {
+			line = fmt.Sprintf("demo: %s → %s: refused with %s at %s: %s", a.name, to, e.Code, e.Hop, e.Rule)
+		} else { // not a refusal by a node: a timeout or a failed send
+			seen = "failed " + e.Code
+			line = fmt.Sprintf("demo: %s → %s: not delivered (%s): %s", a.name, to, e.Code, e.Message)
+		}
 	}
 	a.mu.Lock()
 	if a.sendSeen == nil {
