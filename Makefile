@@ -75,8 +75,9 @@ generate:
 clean:
 	rm -rf bin $(DEVDIR) bench.out
 
-# example-python: the Python example agent under `vigil monitor`, against a running `make run`.
-PY_AGENT      ?= demo-agent-1
+# example-python: the Python example agent under `vigil monitor`, against a running `make run`:
+# it runs as example-agent (registered by dev, never connected by it) and messages demo-agent-2.
+PY_AGENT      ?= example-agent
 PY_PEER       ?= demo-agent-2
 PY_CAPABILITY ?= chat
 example-python: build

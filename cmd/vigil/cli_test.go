@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vigil-mesh/vigil/gossip"
 	"github.com/vigil-mesh/vigil/identity"
 )
 
@@ -118,6 +119,16 @@ func TestInit(t *testing.T) {
 		if _, err := identity.LoadKeyFile(filepath.Join(dir, "keys", "operator-"+string(rune('0'+i))+".key"), identity.RoleOperator); err != nil {
 			t.Error(err)
 		}
+	}
+	// The gossip keyring every node of the cluster is to share: one AES-256 key, mode 0600.
+	ring := filepath.Join(dir, "keys", "gossip.keyring")
+	if keys, err := gossip.LoadKeyring(ring); err != nil || len(keys) != 1 || len(keys[0]) != 32 {
+		t.Errorf("keys/gossip.keyring: %d keys, err %v", len(keys), err)
+	}
+	if fi, err := os.Stat(ring); err != nil {
+		t.Error(err)
+	} else if fi.Mode().Perm() != 0o600 {
+		t.Errorf("keys/gossip.keyring: mode %v, want 0600", fi.Mode().Perm())
 	}
 
 	tests := []struct {

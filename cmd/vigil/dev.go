@@ -11,20 +11,20 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"text/tabwriter"
 	"time"
 
-	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/host"
-	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/spf13/cobra"
 
 	"github.com/vigil-mesh/vigil/consensus"
+	"github.com/vigil-mesh/vigil/gossip"
 	"github.com/vigil-mesh/vigil/identity"
 	"github.com/vigil-mesh/vigil/node"
-	"github.com/vigil-mesh/vigil/node/agentproto"
 	"github.com/vigil-mesh/vigil/node/config"
 )
 
@@ -35,6 +35,7 @@ type devOptions struct {
 	basePort int
 	runFor   time.Duration
 	logLevel string
+	msgEvery time.Duration // demo-agent-1 sends demo-agent-2 a message this often; 0: no demo traffic
 }
 
 func newDevCmd() *cobra.Command {
@@ -44,11 +45,23 @@ func newDevCmd() *cobra.Command {
 		Short: "Run a local mesh on loopback: several nodes and demo agents, in one process",
 		Long: `dev creates (on first use) and runs a local Vigil cluster on 127.0.0.1: node-1 is created by
 'vigil init', the other nodes are admitted by an operator-signed command and join through node-1, and
-a few demo agents are registered. Everything is kept in DIR, so running dev again restarts the same
-cluster with its registry intact. Stop it with Ctrl-C.`,
+a few demo agents are registered with the capability chat:* and connected with the Go SDK, one per
+node in turn. Gossip is on: node-N listens on its libp2p port + 3 and every node holds node-1's
+keyring (keys/gossip.keyring, written by init).
+
+demo-agent-1 and demo-agent-2 also run through their own vigil monitor sidecar (unix socket in DIR),
+driven by a small program in this process that speaks the sidecar's HTTP API: demo-agent-1 sends
+demo-agent-2 a chat message every --message-every, each answers every message it receives (so a
+message from example-agent, the Python example's agent, is answered too) and reports a tool_call
+event for it. Their sidecars watch this process, so the process metrics they report (CPU, memory,
+…) are the whole mesh's. dev prints a line on every change: first delivery, a refusal, a cut-off.
+
+Everything is kept in DIR, so running dev again restarts the same cluster with its registry intact.
+Stop it with Ctrl-C.`,
 		Example: `  vigil dev --dir .vigil-dev
   vigil dev --dir /tmp/mesh --nodes 5 --base-port 9400
-  vigil dev --dir /tmp/mesh --for 30s     # stop by itself after 30 seconds`,
+  vigil dev --dir /tmp/mesh --for 30s     # stop by itself after 30 seconds
+  vigil dev --message-every 0             # demo agents only answer; no traffic of their own`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
@@ -63,6 +76,7 @@ cluster with its registry intact. Stop it with Ctrl-C.`,
 	f.IntVar(&o.basePort, "base-port", 7400, "libp2p port of node-1; node-N listens on base-port + 10·(N-1)")
 	f.DurationVar(&o.runFor, "for", 0, "stop this long after the mesh is up (0: run until interrupted)")
 	f.StringVar(&o.logLevel, "log-level", "warn", "log level of the nodes: debug, info, warn, error")
+	f.DurationVar(&o.msgEvery, "message-every", 500*time.Millisecond, "demo-agent-1 messages demo-agent-2 this often, which answers each (0: no demo traffic)")
 	return cmd
 }
 
@@ -77,22 +91,61 @@ type devNode struct {
 	host   host.Host       // daemon.Host()
 }
 
+// devMesh is a running local mesh: its nodes, the demo agents' clients and their sidecars.
+type devMesh struct {
+	o       devOptions
+	nodes   []*devNode
+	cluster identity.ClusterID
+	opKey   identity.PrivateKey
+	demo    *devDemo // the demo agents (devagents.go); nil until started
+}
+
 func runDev(ctx context.Context, out io.Writer, o devOptions) error {
+	out = &lockedWriter{mu: new(sync.Mutex), w: out} // the demo agents report from their goroutines
+	m, err := startDevMesh(ctx, out, o)
+	if err != nil {
+		return err
+	}
+	defer m.close()
+	printDevStatus(ctx, out, m)
+	m.demo.begin()
+
+	var stopAfter <-chan time.Time // nil: wait for an interrupt
+	if o.runFor > 0 {
+		stopAfter = time.After(o.runFor)
+	}
+	select {
+	case <-ctx.Done():
+	case <-stopAfter:
+	}
+	fmt.Fprintln(out, "\nstopping the mesh")
+	m.close()
+	fmt.Fprintln(out, "mesh stopped")
+	return nil
+}
+
+// startDevMesh creates (on first use) or restarts the mesh in o.dir, registers and connects the
+// demo agents, starts their sidecars and traffic, and writes DIR/vigil.env. On error everything
+// it started is stopped. The demo agents' reports go to out.
+func startDevMesh(ctx context.Context, out io.Writer, o devOptions) (*devMesh, error) {
 	if o.nodes < 1 || o.nodes > 7 {
-		return usagef("dev: --nodes %d: must be between 1 and 7", o.nodes)
+		return nil, usagef("dev: --nodes %d: must be between 1 and 7", o.nodes)
 	}
 	if o.agents < 0 || o.agents > 100 {
-		return usagef("dev: --agents %d: must be between 0 and 100", o.agents)
+		return nil, usagef("dev: --agents %d: must be between 0 and 100", o.agents)
 	}
 	if o.basePort < 1024 {
-		return usagef("dev: --base-port %d: must be 1024 or above (ports below need root)", o.basePort)
+		return nil, usagef("dev: --base-port %d: must be 1024 or above (ports below need root)", o.basePort)
 	}
 	if o.basePort+10*o.nodes > 65535 {
-		return usagef("dev: --base-port %d: must leave room for %d nodes below 65536", o.basePort, o.nodes)
+		return nil, usagef("dev: --base-port %d: must leave room for %d nodes below 65536", o.basePort, o.nodes)
+	}
+	if o.msgEvery < 0 || (o.msgEvery > 0 && o.msgEvery < 10*time.Millisecond) {
+		return nil, usagef("dev: --message-every %s: must be 0 (no demo traffic) or at least 10ms", o.msgEvery)
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
-		return usagef("dev: --log-level %q: %v", o.logLevel, err)
+		return nil, usagef("dev: --log-level %q: %v", o.logLevel, err)
 	}
 	logger := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 
@@ -104,7 +157,7 @@ func runDev(ctx context.Context, out io.Writer, o devOptions) error {
 			nodeName: "node-1", site: "site-1", advertise: devAddr(o.basePort, 1), dev: true,
 		}, time.Now(), rand.Reader)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		fmt.Fprintln(out)
 	} else {
@@ -112,47 +165,42 @@ func runDev(ctx context.Context, out io.Writer, o devOptions) error {
 	}
 	genesisBytes, err := os.ReadFile(filepath.Join(first, "genesis.bin"))
 	if err != nil {
-		return fmt.Errorf("dev: %w", err)
+		return nil, fmt.Errorf("dev: %w", err)
 	}
 	genesis, err := identity.DecodeCommand(genesisBytes)
 	if err != nil {
-		return fmt.Errorf("dev: %s/genesis.bin: %w", first, err)
+		return nil, fmt.Errorf("dev: %s/genesis.bin: %w", first, err)
 	}
 	opKey, err := identity.LoadKeyFile(filepath.Join(first, "keys", "operator-1.key"), identity.RoleOperator)
 	if err != nil {
-		return fmt.Errorf("dev: %w", err)
+		return nil, fmt.Errorf("dev: %w", err)
+	}
+	keyring, err := devKeyring(first)
+	if err != nil {
+		return nil, err
 	}
 
-	var nodes []*devNode
+	m := &devMesh{o: o, cluster: genesis.ClusterID, opKey: opKey, nodes: make([]*devNode, o.nodes)}
+	ok := false
+	defer func() {
+		if !ok {
+			m.close()
+		}
+	}()
+	nodes := m.nodes
 	// Nodes that already hold raft state (a restart) start together: one alone cannot win an
 	// election. A new node is admitted by the operator first, since the other nodes' gaters refuse
 	// it until the registry holds it, and then started.
-	nodes = make([]*devNode, o.nodes)
-	started := func() []*devNode {
-		var out []*devNode
-		for _, n := range nodes {
-			if n != nil {
-				out = append(out, n)
-			}
-		}
-		return out
-	}
-	defer func() {
-		live := started()
-		for i := len(live) - 1; i >= 0; i-- {
-			live[i].close()
-		}
-	}()
 	for i := 1; i <= o.nodes; i++ {
 		if i == 1 || hasRaftState(filepath.Join(o.dir, fmt.Sprintf("node-%d", i))) {
-			if nodes[i-1], err = startDevNode(o, i, genesisBytes, nodes[0], logger); err != nil {
-				return err
+			if nodes[i-1], err = startDevNode(o, i, genesisBytes, keyring, nodes[0], logger); err != nil {
+				return nil, err
 			}
 		}
 	}
-	for _, n := range started() {
+	for _, n := range m.started() {
 		if err := waitDevLeader(ctx, n); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	for i := 2; i <= o.nodes; i++ {
@@ -162,54 +210,85 @@ func runDev(ctx context.Context, out io.Writer, o devOptions) error {
 		name := fmt.Sprintf("node-%d", i)
 		key, err := devNodeKey(filepath.Join(o.dir, name))
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if err := admitDevNode(ctx, nodes[0].node, genesis.ClusterID, opKey, name, key, devAddr(o.basePort, i)); err != nil {
-			return err
+			return nil, err
 		}
-		if nodes[i-1], err = startDevNode(o, i, genesisBytes, nodes[0], logger); err != nil {
-			return err
+		if nodes[i-1], err = startDevNode(o, i, genesisBytes, keyring, nodes[0], logger); err != nil {
+			return nil, err
 		}
 		if err := waitDevLeader(ctx, nodes[i-1]); err != nil {
-			return err
+			return nil, err
 		}
 	}
-	if err := registerDemoAgents(ctx, o, nodes[0].node, genesis.ClusterID, opKey); err != nil {
-		return err
+	if err := registerDemoAgents(ctx, out, o, nodes[0].node, genesis.ClusterID, opKey); err != nil {
+		return nil, err
 	}
-	agentHosts, attached, err := connectDemoAgents(ctx, o, nodes)
-	defer func() {
-		for _, h := range agentHosts {
-			h.Close()
-		}
-	}()
-	if err != nil {
-		return err
+	if m.demo, err = startDemo(ctx, out, o, nodes, logger); err != nil {
+		return nil, err
 	}
 	if err := writeDevEnv(o, nodes); err != nil {
-		return err
+		return nil, err
 	}
-	printDevStatus(ctx, out, o, nodes, attached)
+	ok = true
+	return m, nil
+}
 
-	var stopAfter <-chan time.Time // nil: wait for an interrupt
-	if o.runFor > 0 {
-		stopAfter = time.After(o.runFor)
+// started returns the nodes started so far, in order.
+func (m *devMesh) started() []*devNode {
+	var out []*devNode
+	for _, n := range m.nodes {
+		if n != nil {
+			out = append(out, n)
+		}
 	}
-	select {
-	case <-ctx.Done():
-	case <-stopAfter:
+	return out
+}
+
+// close stops the demo agents, then the nodes, last first. It may be called more than once.
+func (m *devMesh) close() {
+	if m.demo != nil {
+		m.demo.close()
+		m.demo = nil
 	}
-	fmt.Fprintln(out, "\nstopping the mesh")
-	for i := len(nodes) - 1; i >= 0; i-- {
-		nodes[i].close()
+	live := m.started()
+	for i := len(live) - 1; i >= 0; i-- {
+		live[i].close()
 	}
-	nodes = nil
-	fmt.Fprintln(out, "mesh stopped")
-	return nil
+	m.nodes = nil
+}
+
+// devKeyring returns the gossip keyring of node-1 in dir (vigil init writes it), creating it for
+// a mesh made before init wrote one. Every node of the mesh gets a copy.
+func devKeyring(dir string) ([]byte, error) {
+	path := filepath.Join(dir, "keys", "gossip.keyring")
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		k, err := gossip.GenerateKeyringKey(rand.Reader)
+		if err != nil {
+			return nil, err
+		}
+		if err := gossip.WriteKeyring(path, [][]byte{k}); err != nil {
+			return nil, fmt.Errorf("dev: %w", err)
+		}
+	}
+	if _, err := gossip.LoadKeyring(path); err != nil {
+		return nil, fmt.Errorf("dev: %w", err)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("dev: %w", err)
+	}
+	return data, nil
 }
 
 func devAddr(basePort, i int) string {
 	return fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", basePort+10*(i-1))
+}
+
+// devGossipAddr is node i's gossip address (TCP and UDP).
+func devGossipAddr(basePort, i int) string {
+	return fmt.Sprintf("127.0.0.1:%d", basePort+10*(i-1)+3)
 }
 
 // devNodeKey loads the node key in dir, or creates it.
@@ -236,7 +315,7 @@ func hasRaftState(dir string) bool {
 }
 
 // devConfig is node i's configuration: libp2p on base+10(i-1), the admin API one port above,
-// HTTP two above, everything on 127.0.0.1.
+// HTTP two above, gossip three above, everything on 127.0.0.1.
 func devConfig(o devOptions, i int, dir string, first *devNode) (config.Config, error) {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
@@ -255,11 +334,20 @@ func devConfig(o devOptions, i int, dir string, first *devNode) (config.Config, 
 	if i > 1 {
 		cfg.Join = []string{fmt.Sprintf("%s/p2p/%s", devAddr(o.basePort, 1), first.key.ID())}
 	}
+	// Gossip: every node on its own port three above its libp2p port (TCP and UDP), one keyring
+	// for all, and every other node joins node-1's.
+	cfg.Gossip.Enabled = true
+	cfg.Gossip.Bind = devGossipAddr(o.basePort, i)
+	cfg.Gossip.Profile = config.GossipLocal
+	cfg.Gossip.Keyring = filepath.Join(abs, "keys", "gossip.keyring")
+	if i > 1 {
+		cfg.Gossip.Join = []string{devGossipAddr(o.basePort, 1)}
+	}
 	return cfg, cfg.Validate()
 }
 
 // startDevNode starts node i's daemon; it does not wait for a leader.
-func startDevNode(o devOptions, i int, genesisBytes []byte, first *devNode, logger *slog.Logger) (*devNode, error) {
+func startDevNode(o devOptions, i int, genesisBytes, keyring []byte, first *devNode, logger *slog.Logger) (*devNode, error) {
 	name := fmt.Sprintf("node-%d", i)
 	dir := filepath.Join(o.dir, name)
 	key, err := devNodeKey(dir)
@@ -276,6 +364,13 @@ func startDevNode(o devOptions, i int, genesisBytes []byte, first *devNode, logg
 	}
 	if !bytes.Equal(own, genesisBytes) {
 		return nil, fmt.Errorf("dev: %s/genesis.bin differs from %s/node-1/genesis.bin: a node must hold its cluster's genesis", dir, o.dir)
+	}
+	// Every node holds node-1's gossip keyring.
+	ringPath := filepath.Join(dir, "keys", "gossip.keyring")
+	if cur, err := os.ReadFile(ringPath); err != nil || !bytes.Equal(cur, keyring) {
+		if err := os.WriteFile(ringPath, keyring, 0o600); err != nil {
+			return nil, fmt.Errorf("dev: %s: %w", name, err)
+		}
 	}
 	cfg, err := devConfig(o, i, dir, first)
 	if err != nil {
@@ -326,20 +421,46 @@ func admitDevNode(ctx context.Context, via *consensus.Node, cluster identity.Clu
 	return proposeSigned(ctx, via, cluster, opKey, &identity.AdmitNode{Node: entry})
 }
 
-// registerDemoAgents registers demo-agent-1…N (keys in DIR/agents/) unless they already exist.
-func registerDemoAgents(ctx context.Context, o devOptions, via *consensus.Node, cluster identity.ClusterID,
+// Demo agents: demo-agent-1…N, plus exampleAgent, which dev registers but never connects: it is
+// the Python example's (make example-python).
+const (
+	demoCapability = "chat"
+	exampleAgent   = "example-agent"
+)
+
+// demoCapabilities are what every demo agent (and exampleAgent) holds: chat with any agent, and a
+// tool grant. Under the capability rule (docs/agents.md) "chat:*" lets it message anyone naming
+// capability "chat".
+var demoCapabilities = []string{demoCapability + ":*", "tool:search"}
+
+// registerDemoAgents registers demo-agent-1…N and exampleAgent (keys in DIR/agents/) unless they
+// already exist. A demo agent registered by an older dev without the chat capability is reported:
+// its messages will be refused.
+func registerDemoAgents(ctx context.Context, out io.Writer, o devOptions, via *consensus.Node, cluster identity.ClusterID,
 	opKey identity.PrivateKey) error {
 	agents := filepath.Join(o.dir, "agents")
 	if err := os.MkdirAll(agents, 0o700); err != nil {
 		return fmt.Errorf("dev: %w", err)
 	}
+	names := []string{exampleAgent}
 	for i := 1; i <= o.agents; i++ {
-		name := fmt.Sprintf("demo-agent-%d", i)
-		known := false
-		if err := via.ConsistentRead(ctx, func(r *identity.Registry) { _, known = r.Agent(name) }); err != nil {
+		names = append(names, fmt.Sprintf("demo-agent-%d", i))
+	}
+	for _, name := range names {
+		known, chat := false, false
+		if err := via.ConsistentRead(ctx, func(r *identity.Registry) {
+			var a identity.Agent
+			if a, known = r.Agent(name); known {
+				chat = slices.Contains(a.Capabilities, demoCapabilities[0])
+			}
+		}); err != nil {
 			return fmt.Errorf("dev: %w", err)
 		}
 		if known {
+			if !chat {
+				fmt.Fprintf(out, "note: %s was registered without %s by an older vigil dev: its messages are refused (rm -rf %s starts afresh)\n",
+					name, demoCapabilities[0], o.dir)
+			}
 			continue
 		}
 		key, err := identity.GenerateKey(rand.Reader)
@@ -351,10 +472,14 @@ func registerDemoAgents(ctx context.Context, o devOptions, via *consensus.Node, 
 		if err := identity.WriteKeyFile(path, identity.RoleAgent, key); err != nil {
 			return err
 		}
+		role := "demo"
+		if name == exampleAgent {
+			role = "example"
+		}
 		reg := &identity.RegisterAgent{
 			Name: name, Key: key.Public(),
-			Labels:       map[string]string{"role": "demo", "site": "site-1"},
-			Capabilities: []string{"message:demo-agent-*", "tool:search"},
+			Labels:       map[string]string{"role": role, "site": "site-1"},
+			Capabilities: demoCapabilities,
 			ExpiresAt:    time.Now().Add(30 * 24 * time.Hour),
 		}
 		if err := proposeSigned(ctx, via, cluster, opKey, reg); err != nil {
@@ -381,44 +506,6 @@ func proposeSigned(ctx context.Context, via *consensus.Node, cluster identity.Cl
 	return nil
 }
 
-// connectDemoAgents attaches every active demo agent to a node (round robin) from its own libp2p host,
-// answering the node's re-verification challenges, as an agent would. It returns the hosts (to close
-// on exit) and, per agent name, the node it is attached to.
-func connectDemoAgents(ctx context.Context, o devOptions, nodes []*devNode) ([]host.Host, map[string]string, error) {
-	var hosts []host.Host
-	attached := map[string]string{}
-	for i := 1; i <= o.agents; i++ {
-		name := fmt.Sprintf("demo-agent-%d", i)
-		active := false
-		nodes[0].node.Read(func(r *identity.Registry) {
-			a, ok := r.Agent(name)
-			active = ok && a.StatusAt(time.Now()) == identity.StatusActive
-		})
-		if !active {
-			continue // revoked, quarantined or expired, as an operator left it: the gaters refuse it
-		}
-		key, err := identity.LoadKeyFile(filepath.Join(o.dir, "agents", name+".key"), identity.RoleAgent)
-		if err != nil {
-			return hosts, attached, fmt.Errorf("dev: %w", err)
-		}
-		h, err := libp2p.New(libp2p.Identity(key.Libp2p()), libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"))
-		if err != nil {
-			return hosts, attached, fmt.Errorf("dev: %s: %w", name, err)
-		}
-		hosts = append(hosts, h)
-		agentproto.ServeReverify(h, key)
-		n := nodes[(i-1)%len(nodes)]
-		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		_, err = agentproto.Attach(actx, h, peer.AddrInfo{ID: n.host.ID(), Addrs: n.host.Addrs()})
-		cancel()
-		if err != nil {
-			return hosts, attached, fmt.Errorf("dev: attach %s to %s: %w", name, n.name, err)
-		}
-		attached[name] = n.name
-	}
-	return hosts, attached, nil
-}
-
 // writeDevEnv writes DIR/vigil.env: the exports that point the CLI at this mesh.
 func writeDevEnv(o devOptions, nodes []*devNode) error {
 	abs, err := filepath.Abs(o.dir)
@@ -436,7 +523,8 @@ func writeDevEnv(o devOptions, nodes []*devNode) error {
 	return os.WriteFile(filepath.Join(o.dir, "vigil.env"), []byte(env), 0o644)
 }
 
-func printDevStatus(ctx context.Context, out io.Writer, o devOptions, nodes []*devNode, attached map[string]string) {
+func printDevStatus(ctx context.Context, out io.Writer, m *devMesh) {
+	o, nodes := m.o, m.nodes
 	// Let every replica catch up with the leader first, so the table shows one registry.
 	target := nodes[0].node.AppliedIndex()
 	for _, n := range nodes {
@@ -447,33 +535,46 @@ func printDevStatus(ctx context.Context, out io.Writer, o devOptions, nodes []*d
 		_ = n.node.WaitApplied(wctx, target)
 	}
 	cancel()
-	tw := tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NODE\tID\tADDRESS\tRAFT\tAPPLIED\tMETRICS")
+	// Gossip members join within a probe or two of memberlist's local profile.
+	wctx, cancel = context.WithTimeout(ctx, 3*time.Second)
+	for _, n := range nodes {
+		for n.daemon.GossipStats().Members < len(nodes) && wctx.Err() == nil {
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	cancel()
+	var buf bytes.Buffer // one write: the demo agents report on out concurrently
+	tw := tabwriter.NewWriter(&buf, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NODE\tID\tADDRESS\tRAFT\tAPPLIED\tGOSSIP\tMEMBERS\tMETRICS")
 	for i, n := range nodes {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\thttp://%s/metrics\n", n.name, n.key.ID(), devAddr(o.basePort, i+1),
-			n.node.State(), n.node.AppliedIndex(), n.daemon.HTTPAddr())
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%d\thttp://%s/metrics\n", n.name, n.key.ID(), devAddr(o.basePort, i+1),
+			n.node.State(), n.node.AppliedIndex(), n.daemon.GossipAddr(), n.daemon.GossipStats().Members, n.daemon.HTTPAddr())
 	}
 	tw.Flush()
-	fmt.Fprintln(out)
-	tw = tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "AGENT\tID\tSPIFFE ID\tSTATUS\tCONNECTED TO")
+	fmt.Fprintln(&buf)
+	tw = tabwriter.NewWriter(&buf, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "AGENT\tID\tSPIFFE ID\tSTATUS\tCONNECTED TO\tRUNS")
 	last := nodes[len(nodes)-1]
 	err := last.node.ConsistentRead(ctx, func(r *identity.Registry) {
 		for _, a := range r.Agents() {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", a.Name, a.ID, a.SPIFFE, a.StatusAt(time.Now()), attached[a.Name])
+			at, runs := m.demo.describe(a.Name)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", a.Name, a.ID, a.SPIFFE, a.StatusAt(time.Now()), at, runs)
 		}
 	})
 	tw.Flush()
 	if err != nil {
-		fmt.Fprintf(out, "reading the registry from %s: %v\n", last.name, err)
+		fmt.Fprintf(&buf, "reading the registry from %s: %v\n", last.name, err)
 	}
-	fmt.Fprintf(out, "\nthe agents above were read from %s's own replica (a consistent read)\n", last.name)
-	fmt.Fprintf(out, "data in %s; Ctrl-C stops the mesh. In another shell:\n", o.dir)
-	fmt.Fprintf(out, "  source %s/vigil.env\n  ./bin/vigil members\n  ./bin/vigil agent list\n", o.dir)
-	for i := 1; i <= o.agents; i++ {
-		if name := fmt.Sprintf("demo-agent-%d", i); attached[name] != "" {
-			fmt.Fprintf(out, "  ./bin/vigil agent revoke %s --reason test   # cut off on every node at once\n", name)
-			break
-		}
+	fmt.Fprintf(&buf, "\nthe agents above were read from %s's own replica (a consistent read)\n", last.name)
+	m.demo.explain(&buf)
+	fmt.Fprintf(&buf, "\ndata in %s; Ctrl-C stops the mesh. In another shell:\n", o.dir)
+	fmt.Fprintf(&buf, "  source %s/vigil.env\n  ./bin/vigil members                       # the Raft members (node-1 answers)\n", o.dir)
+	fmt.Fprintf(&buf, "  curl -s http://%s/metrics | grep -e vigil_gossip_members -e vigil_agent\n", nodes[0].daemon.HTTPAddr())
+	fmt.Fprintf(&buf, "  ./bin/vigil agent list\n")
+	if a := m.demo.talker(); a != "" {
+		fmt.Fprintf(&buf, "  ./bin/vigil agent activity %s           # its messages and events, live on node-1\n", a)
+		fmt.Fprintf(&buf, "  ./bin/vigil agent revoke %s --reason test   # cut off on every node at once; watch this window\n", a)
 	}
+	fmt.Fprintf(&buf, "  make example-python                       # a Python agent (%s) through vigil monitor\n", exampleAgent)
+	out.Write(buf.Bytes())
 }

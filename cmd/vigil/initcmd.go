@@ -12,6 +12,7 @@ import (
 	"github.com/multiformats/go-multiaddr"
 
 	"github.com/spf13/cobra"
+	"github.com/vigil-mesh/vigil/gossip"
 	"github.com/vigil-mesh/vigil/identity"
 )
 
@@ -37,6 +38,7 @@ func newInitCmd() *cobra.Command {
   DIR/genesis.bin              the genesis command, signed by the operators; copy it to every node
   DIR/keys/node.key            the first node's key (mode 0600)
   DIR/keys/operator-N.key      the operators' keys (mode 0600): move each to its operator's machine
+  DIR/keys/gossip.keyring      the gossip mesh's AES key (mode 0600): copy it to every node
 
 Operations that widen power (adding an operator, changing M, reinstating a revoked agent) need the
 signatures of M distinct operators. init never overwrites anything: DIR must be empty or absent.`,
@@ -129,6 +131,11 @@ func runInit(out io.Writer, o initOptions, now time.Time, rnd io.Reader) error {
 		return fmt.Errorf("init: genesis is not accepted: %w", err)
 	}
 
+	gossipKey, err := gossip.GenerateKeyringKey(rnd)
+	if err != nil {
+		return err
+	}
+
 	keys := filepath.Join(o.dir, "keys")
 	if err := os.MkdirAll(keys, 0o700); err != nil {
 		return fmt.Errorf("init: %w", err)
@@ -140,6 +147,9 @@ func runInit(out io.Writer, o initOptions, now time.Time, rnd io.Reader) error {
 		if err := identity.WriteKeyFile(filepath.Join(keys, fmt.Sprintf("operator-%d.key", i+1)), identity.RoleOperator, k); err != nil {
 			return err
 		}
+	}
+	if err := gossip.WriteKeyring(filepath.Join(keys, "gossip.keyring"), [][]byte{gossipKey}); err != nil {
+		return fmt.Errorf("init: %w", err)
 	}
 	if err := writeFileSync(filepath.Join(o.dir, "genesis.bin"), cmd.Encode(), 0o644); err != nil {
 		return fmt.Errorf("init: %w", err)
@@ -154,6 +164,7 @@ func runInit(out io.Writer, o initOptions, now time.Time, rnd io.Reader) error {
 	}
 	fmt.Fprintf(out, "\nwrote %s/genesis.bin (give it to every node), %s/node.key and %d operator key(s) in %s\n",
 		o.dir, keys, o.operators, keys)
+	fmt.Fprintf(out, "wrote %s/gossip.keyring: the gossip mesh's key; give every node the same file (gossip.keyring)\n", keys)
 	if !o.dev {
 		fmt.Fprintln(out, "move each operator key to its operator's machine; a node does not need them")
 		fmt.Fprintf(out, "start the node with: vigil node --config FILE (node.data_dir: %s); see vigil config default\n", o.dir)
