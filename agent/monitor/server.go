@@ -176,7 +176,7 @@ func (s *Server) follow() {
 			}
 			s.status.set(ev)
 			if ev.State == agent.StateCutOff {
-				s.log.Warn("agent cut off by its node", "node", ev.Node, "reason", ev.Reason)
+				s.log.Warn("agent cut off by its node", "node", ev.Node.String(), "reason", ev.Reason)
 			}
 		}
 	}
