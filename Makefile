@@ -49,16 +49,26 @@ bench-deps:
 bench: bench-deps
 	$(GO) test -run '^$$' -bench . -benchtime 2000x -timeout 60m ./consensus/... | tee bench.out
 	$(GO) test -run '^$$' -bench . -benchmem -timeout 30m ./identity/ | tee -a bench.out
-	$(GO) test -run '^$$' -bench . -benchtime 20000x -timeout 30m ./detector/multivar/ | tee -a bench.out
-	$(GO) test -run '^$$' -bench EngineRecords -benchtime 300000x ./detector/engine/ | tee -a bench.out
-	$(GO) test -run '^$$' -bench Engine10kAgents -benchtime 1x -timeout 30m ./detector/engine/ | tee -a bench.out
+	$(GO) test -run '^$$' -bench 'SignalConvergence|IdleBytes' -benchtime 30x -timeout 30m ./gossip/ | tee -a bench.out
+	$(GO) test -run '^$$' -bench 'AgentMessaging|RevokeEnforced$$|RevokeCutsOffSDKAgent|AnomalyToCutOff' -benchtime 40x -timeout 30m ./node/ | tee -a bench.out
+
+# bench-detect: every detection figure on real data (needs ../shared/data) and the detector's
+# throughput and memory, each beside its baseline; see docs/benchmarks.md and docs/detection.md.
+.PHONY: bench-detect
+bench-detect: bench-detect-nab bench-detect-seq bench-detect-engine
+
+# bench-detect-engine: the multivariate models and the per-agent engine (records/s, bytes per agent).
+.PHONY: bench-detect-engine
+bench-detect-engine:
+	$(GO) test -run '^$$' -bench . -benchtime 20000x -timeout 30m ./detector/multivar/
+	$(GO) test -run '^$$' -bench EngineRecords -benchtime 300000x ./detector/engine/
+	$(GO) test -run '^$$' -bench Engine10kAgents -benchtime 1x -timeout 30m ./detector/engine/
 
 # bench-detect-seq: the sequence models (n-gram, LSTM) on HDFS and ADFA-LD with full training, and
 # their scoring throughput beside a bigram-lookup baseline; see docs/benchmarks.md.
 bench-detect-seq:
 	VIGIL_BENCH_SEQ=1 $(GO) test -count=1 -v -run 'TestHDFSBench|TestADFABench|TestModelMemory' -timeout 60m ./detector/seqbench/
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 200000x ./detector/sequence/
-	$(GO) test -run '^$$' -bench 'SignalConvergence|IdleBytes' -benchtime 30x -timeout 30m ./gossip/ | tee -a bench.out
 
 # image builds vigil:dev FROM scratch around the static binary (nothing is pulled).
 image:
