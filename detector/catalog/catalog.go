@@ -9,6 +9,7 @@ import (
 	"github.com/vigil-mesh/vigil/detector/engine"
 	"github.com/vigil-mesh/vigil/detector/multivar"
 	"github.com/vigil-mesh/vigil/detector/rules"
+	"github.com/vigil-mesh/vigil/detector/sequence"
 )
 
 // Kind says which model interface an algorithm builds.
@@ -85,6 +86,9 @@ func init() {
 		{Name: "ensemble", Kind: Metric, metric: newEnsemble},
 		VectorEntry("hst", multivar.DefaultHSTConfig, multivar.NewHST),
 		VectorEntry("rrcf", multivar.DefaultRRCFConfig, multivar.NewRRCF),
+		SequenceEntry("ngram", sequence.DefaultNGramConfig, sequence.NewNGram),
+		SequenceEntry("lstm", sequence.DefaultLSTMConfig, sequence.NewLSTM),
+		// Metric models ewma, gaussian and cad register here (MetricEntry) when detector/ gains them.
 	}
 }
 
