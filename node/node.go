@@ -56,6 +56,7 @@ type Node struct {
 
 	links  *linkGate    // the gater plus fault injection (faults.go)
 	gossip *gossipLayer // nil unless gossip.enabled (gossip.go)
+	detect *detection   // the detector engine's shell (detect.go)
 }
 
 // Start starts a node from a loaded configuration: it opens the key and genesis, starts the libp2p
@@ -167,6 +168,10 @@ func Start(cfg config.Config, log *slog.Logger) (_ *Node, err error) {
 		if err := n.startGossip(g.ClusterID); err != nil {
 			return nil, err
 		}
+	}
+
+	if err := n.startDetection(); err != nil {
+		return nil, err
 	}
 
 	if err := n.serveAdmin(cons); err != nil {
