@@ -529,3 +529,20 @@ func (n *Node) DetectionThreshold(agent, model string) float64 {
 	defer d.mu.Unlock()
 	return d.eng.Threshold(agent, model)
 }
+
+// alertBackend is the admin API's view of the node's alerts.
+type alertBackend struct{ n *Node }
+
+func (b alertBackend) ListAlerts(q alerts.Query) ([]alerts.Alert, error) {
+	st := b.n.Alerts()
+	if st == nil {
+		return nil, errors.New("node: detection is not running")
+	}
+	return st.List(q)
+}
+
+func (b alertBackend) AckAlert(id, who string) (alerts.Alert, error) { return b.n.AckAlert(id, who) }
+
+func (b alertBackend) ResolveAlert(id, who string, fp bool) (alerts.Alert, error) {
+	return b.n.ResolveAlert(id, who, fp)
+}

@@ -196,6 +196,7 @@ func (n *Node) serveAdmin(cons *consensus.Node) error {
 	ac.Key, ac.Logger = n.key, n.log
 	ac.Metrics = n.metrics.reg
 	ac.Activity = n.telemetry.Query
+	ac.Alerts, ac.Decisions = alertBackend{n}, n.Decisions
 	n.admin = admin.NewServer(revocationGossip{cons, n}, ac)
 	n.closers = append(n.closers, n.admin.Close)
 	ln, err := net.Listen("tcp", n.cfg.Listen.Admin)
