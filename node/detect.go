@@ -54,6 +54,12 @@ type detection struct {
 	doc     *policy.Document
 	share   float64
 	caps    map[string]time.Time // agents with state → when their capabilities were last set
+	// unfit holds agents whose stored checkpoint did not fit the engine. Until settled (the
+	// node is ready and the engine follows the policy the registry had then), their stored
+	// checkpoint is not overwritten: a node that starts before its registry has replayed the
+	// policy builds from an older one, and must not replace what it learned under the real one.
+	unfit   map[string]bool
+	settled bool
 }
 
 func (n *Node) startDetection() error {
@@ -62,7 +68,7 @@ func (n *Node) startDetection() error {
 		return fmt.Errorf("node: state: %w", err)
 	}
 	d := &detection{n: n, store: st, queue: make(chan telemetry.Record, detectQueue), done: make(chan struct{}),
-		caps: map[string]time.Time{}}
+		caps: map[string]time.Time{}, unfit: map[string]bool{}}
 	d.dropped = prometheus.NewCounter(prometheus.CounterOpts{Name: "vigil_detect_dropped_total",
 		Help: "Telemetry records the detector dropped because its queue was full."})
 	d.failed = prometheus.NewCounter(prometheus.CounterOpts{Name: "vigil_detect_refused_total",
@@ -122,6 +128,7 @@ func (d *detection) loop() {
 				d.n.log.Warn("node: detection: policy not applied; keeping the previous one", "err", err)
 			}
 			d.refreshCaps(now)
+			d.settle()
 			if now.Sub(lastCkpt) >= checkpointPeriod {
 				lastCkpt = now
 				d.mu.Lock()
@@ -187,14 +194,42 @@ func (d *detection) observe(r telemetry.Record, out []engine.Alert) []engine.Ale
 	return out
 }
 
-// setCapsLocked gives the engine the capabilities the registry holds for agent.
+// settle marks the detection settled once the node is ready and the engine has followed the
+// policy the registry holds at that moment (follow ran in the same tick, just before).
+func (d *detection) settle() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.settled || d.n.ready() != nil {
+		return
+	}
+	var version uint64
+	d.n.consensusNode().Read(func(r *identity.Registry) { version, _ = r.Policy() })
+	if version == d.version {
+		d.settled = true
+		clear(d.unfit)
+	}
+}
+
+// setCapsLocked gives the engine the capabilities the registry holds for agent. An agent the
+// registry no longer holds as active (revoked, removed, expired) is forgotten: its engine
+// state and its stored checkpoint go.
 func (d *detection) setCapsLocked(agent string, now time.Time) {
 	var (
 		a  identity.Agent
 		ok bool
 	)
-	d.n.consensusNode().Read(func(r *identity.Registry) { a, ok = r.Agent(agent) })
-	if !ok {
+	reg := false
+	d.n.consensusNode().Read(func(r *identity.Registry) { a, ok = r.Agent(agent); reg = r.Initialised() })
+	if !reg {
+		return // the registry has not replayed yet: nothing to judge by
+	}
+	if !ok || a.Status == identity.StatusRevoked {
+		d.eng.Forget(agent)
+		delete(d.caps, agent)
+		delete(d.unfit, agent)
+		if err := d.store.DeleteCheckpoint(ckptAgentPrefix + agent); err != nil {
+			d.n.log.Warn("node: detection: checkpoint of a removed agent", "agent", agent, "err", err)
+		}
 		return
 	}
 	if err := d.eng.SetCapabilities(agent, a.Capabilities); err != nil {
@@ -392,6 +427,9 @@ func engineConfig(doc *policy.Document, warn func(string, ...any)) (engine.Confi
 func (d *detection) checkpointLocked() error {
 	var errs []error
 	for agent := range d.caps {
+		if d.unfit[agent] && !d.settled {
+			continue // keep the stored checkpoint until the engine follows the real policy
+		}
 		b, err := d.eng.Checkpoint(agent)
 		if err != nil {
 			continue // no state for it in this engine (e.g. every record was refused)
@@ -419,8 +457,10 @@ func (d *detection) restoreLocked() {
 			if err := d.eng.Restore(agent, data); err != nil {
 				d.n.log.Info("node: detection: checkpoint does not fit the current policy; agent starts afresh", "agent", agent, "err", err)
 				d.eng.Forget(agent)
+				d.unfit[agent] = true
 				return nil
 			}
+			delete(d.unfit, agent)
 			d.caps[agent] = time.Time{} // capabilities are set on the next tick
 		case d.seq != nil && name == ckptSeqPrefix+d.seq.Algorithm():
 			if err := d.seq.UnmarshalBinary(data); err != nil {

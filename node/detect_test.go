@@ -158,3 +158,67 @@ func TestDetectAlertsEndToEnd(t *testing.T) {
 		t.Fatalf("threshold after restart %v, want the raised one (> %v)", th, before)
 	}
 }
+
+// TestDetectAlertSharedAsSignal: with gossip on, an alert whose score reaches share_threshold is
+// signed and counted as an anomaly signal, the policy's response section (dry_run) reaches the
+// aggregation, and the decision is listed by the admin API.
+func TestDetectAlertSharedAsSignal(t *testing.T) {
+	c := startE2EClusterYAML(t, 1, gossipYAML)
+	n := c.nodes[0]
+	c.propose(n, &identity.SetPolicy{Version: 1, Document: []byte(`monitoring:
+  policies:
+    - {metric: cpu_usage, threshold: 80%, action: alert}
+threat_detection:
+  share_threshold: 0.9
+  models:
+    - {type: anomaly_detection, algorithm: hst}
+response:
+  dry_run: true
+`)})
+	waitUntil(t, "detection to follow policy version 1", func() bool {
+		n.detect.mu.Lock()
+		defer n.detect.mu.Unlock()
+		return n.detect.version == 1
+	})
+	pk := c.registerWith("worker", nil, nil)
+	w := connectAgent(t, pk, n)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := w.Report(ctx, agent.Event{Kind: "metric", Name: "cpu_usage", Value: 50}); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Report(ctx, agent.Event{Kind: "metric", Name: "cpu_usage", Value: 99}); err != nil {
+		t.Fatal(err)
+	}
+	ac, err := client.Dial(n.AdminAddr().String(), n.ID().Peer(), c.op)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "the shared alert", func() bool {
+		as := listAlerts(t, ac, &adminv1.ListAlertsRequest{Agent: "worker"})
+		return len(as) == 1 && as[0].Shared
+	})
+	var d *adminv1.Decision
+	waitUntil(t, "a decision about worker", func() bool {
+		resp, err := ac.ListDecisions(ctx, connect.NewRequest(&adminv1.ListDecisionsRequest{}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, x := range resp.Msg.Decisions {
+			if x.Agent == "worker" {
+				d = x
+				return true
+			}
+		}
+		return false
+	})
+	if d.Action != "alert" || !d.DryRun || d.Reporters != 1 || d.MaxScore != 1 {
+		t.Fatalf("decision: %+v", d)
+	}
+	n.gossip.mu.Lock()
+	got := n.gossip.agg.Config()
+	n.gossip.mu.Unlock()
+	if !got.DryRun || len(got.Ladder) != 4 {
+		t.Fatalf("aggregation config from the policy: %+v", got)
+	}
+}
