@@ -2,6 +2,8 @@ package node
 
 import (
 	"context"
+	"io"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -215,10 +217,48 @@ response:
 	if d.Action != "alert" || !d.DryRun || d.Reporters != 1 || d.MaxScore != 1 {
 		t.Fatalf("decision: %+v", d)
 	}
+	// The alert is counted on /metrics.
+	resp, err := http.Get("http://" + n.HTTPAddr().String() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(body), `vigil_alerts_total{action="alert",model="rule"} 1`) {
+		t.Fatalf("metrics lack the alert count:\n%s", grepLines(string(body), "vigil_alerts_total"))
+	}
+
+	// A policy whose model params the catalog refuses: logged, the running engine is kept.
+	c.propose(n, &identity.SetPolicy{Version: 2, Document: []byte(`threat_detection:
+  models:
+    - {type: anomaly_detection, algorithm: hst, params: {trees: 0}}
+`)})
+	waitUntil(t, "detection to see policy version 2", func() bool {
+		n.detect.mu.Lock()
+		defer n.detect.mu.Unlock()
+		return n.detect.version == 2
+	})
+	n.detect.mu.Lock()
+	rulesKept := n.detect.doc.Monitoring.Policies
+	n.detect.mu.Unlock()
+	if len(rulesKept) != 1 || rulesKept[0].Metric != "cpu_usage" {
+		t.Fatalf("a policy that does not build replaced the running one: %+v", rulesKept)
+	}
+
 	n.gossip.mu.Lock()
 	got := n.gossip.agg.Config()
 	n.gossip.mu.Unlock()
 	if !got.DryRun || len(got.Ladder) != 4 {
 		t.Fatalf("aggregation config from the policy: %+v", got)
 	}
+}
+
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
