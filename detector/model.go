@@ -55,3 +55,11 @@ type Session interface {
 	// Observe scores the next action given the actions before it in this session, in [0,1].
 	Observe(a Action) float64
 }
+
+// Ender is optionally implemented by a Session: End scores the end of the session the way
+// Observe scores an action, in [0,1] (a session that stops where normal sessions never stop
+// scores high). A caller that sees a session end (a new session id, a gap) type-asserts for it;
+// a Session without it has no end-of-session score. sequence.Ender is the same interface.
+type Ender interface {
+	End() float64
+}

@@ -12,6 +12,12 @@
 // with the evidence when revoke_quorum nodes agree. BlockPeer (faults.go) is a fault-injection
 // seam for tests and sim/.
 //
+// Detection (detect.go, always on): the node's telemetry feeds one detector/engine built from
+// the cluster policy (rebuilt when its version changes); alerts go to a bounded Badger store
+// under the data directory's state/ (package node/alerts), strong ones become signed anomaly
+// signals (ReportAnomaly), and the engine's per-agent state is checkpointed there and restored
+// at start. The admin API lists, acknowledges and resolves alerts (AckAlert, ResolveAlert).
+//
 // Invariant (DESIGN.md §12): node imports consensus, gossip, detector and identity; none of them
 // imports node.
 package node

@@ -56,6 +56,7 @@ type Node struct {
 
 	links  *linkGate    // the gater plus fault injection (faults.go)
 	gossip *gossipLayer // nil unless gossip.enabled (gossip.go)
+	detect *detection   // the detector engine's shell (detect.go)
 }
 
 // Start starts a node from a loaded configuration: it opens the key and genesis, starts the libp2p
@@ -169,6 +170,10 @@ func Start(cfg config.Config, log *slog.Logger) (_ *Node, err error) {
 		}
 	}
 
+	if err := n.startDetection(); err != nil {
+		return nil, err
+	}
+
 	if err := n.serveAdmin(cons); err != nil {
 		return nil, err
 	}
@@ -191,6 +196,7 @@ func (n *Node) serveAdmin(cons *consensus.Node) error {
 	ac.Key, ac.Logger = n.key, n.log
 	ac.Metrics = n.metrics.reg
 	ac.Activity = n.telemetry.Query
+	ac.Alerts, ac.Decisions = alertBackend{n}, n.Decisions
 	n.admin = admin.NewServer(revocationGossip{cons, n}, ac)
 	n.closers = append(n.closers, n.admin.Close)
 	ln, err := net.Listen("tcp", n.cfg.Listen.Admin)

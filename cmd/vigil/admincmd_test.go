@@ -126,6 +126,7 @@ func adminCluster(t *testing.T, names []string, m int) (addr, nodeID string, key
 	acfg := admin.DefaultConfig()
 	acfg.Key, acfg.Logger = nodeKey, cfg.Logger
 	acfg.Activity = testActivity.Query // activitycmd_test.go
+	testAlertsConfig(t, &acfg)         // alertscmd_test.go
 	srv := admin.NewServer(n, acfg)
 	t.Cleanup(func() { _ = srv.Close() })
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

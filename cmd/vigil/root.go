@@ -33,6 +33,7 @@ registry of who may act replicated by Raft on every node, and cuts a revoked age
 	root.AddCommand(newPolicyCmd(), newOperatorsCmd(), newAuditCmd(), newResponseCmd(), newApproveCmd(), newSubmitCmd())
 	root.AddCommand(newDetectCmd())
 	root.AddCommand(newMonitorCmd())
+	root.AddCommand(newAlertsCmd(), newDecisionsCmd())
 	return root
 }
 

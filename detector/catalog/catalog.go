@@ -10,6 +10,7 @@ import (
 	"github.com/vigil-mesh/vigil/detector/metric"
 	"github.com/vigil-mesh/vigil/detector/multivar"
 	"github.com/vigil-mesh/vigil/detector/rules"
+	"github.com/vigil-mesh/vigil/detector/sequence"
 )
 
 // Kind says which model interface an algorithm builds.
@@ -89,6 +90,8 @@ func init() {
 		MetricEntry("ewma", metric.DefaultEWMAConfig, metric.NewEWMA),
 		MetricEntry("gaussian", metric.DefaultGaussianConfig, metric.NewGaussian),
 		MetricEntry("cad", liveCADConfig, metric.NewCAD),
+		SequenceEntry("ngram", sequence.DefaultNGramConfig, sequence.NewNGram),
+		SequenceEntry("lstm", sequence.DefaultLSTMConfig, sequence.NewLSTM),
 	}
 }
 

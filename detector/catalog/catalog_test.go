@@ -5,12 +5,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vigil-mesh/vigil/detector"
 	"github.com/vigil-mesh/vigil/detector/multivar"
 )
 
 func TestNames(t *testing.T) {
 	got := strings.Join(Names(), ",")
-	if got != "cad,ensemble,ewma,gaussian,hst,rrcf,threshold" {
+	if got != "cad,ensemble,ewma,gaussian,hst,lstm,ngram,rrcf,threshold" {
 		t.Fatalf("Names = %s", got)
 	}
 	if _, err := Lookup("ewma2"); err == nil || !strings.Contains(err.Error(), `"ewma2"`) || !strings.Contains(err.Error(), "hst") {
@@ -155,5 +156,31 @@ func TestVectorAsMetric(t *testing.T) {
 		if spike < 0.99 {
 			t.Errorf("%s: spike scored %v", c.name, spike)
 		}
+	}
+}
+
+func TestSequenceEntries(t *testing.T) {
+	for _, name := range []string{"ngram", "lstm"} {
+		m, err := NewSequence(name, nil)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if m.Algorithm() != name {
+			t.Fatalf("%s: Algorithm = %q", name, m.Algorithm())
+		}
+		if err := m.Fit([][]detector.Action{{1, 2, 3, 1, 2, 3}, {1, 2, 3}}); err != nil {
+			t.Fatalf("%s: Fit: %v", name, err)
+		}
+		s := m.Start()
+		s.Observe(1)
+		if _, ok := s.(detector.Ender); !ok {
+			t.Fatalf("%s: its session is not a detector.Ender", name)
+		}
+		if _, err := NewMetric(name, nil); err == nil {
+			t.Fatalf("%s built as a metric model", name)
+		}
+	}
+	if _, err := NewSequence("ngram", map[string]any{"no_such_param": 1}); err == nil {
+		t.Fatal("unknown ngram param accepted")
 	}
 }

@@ -1,6 +1,10 @@
 package sequence
 
-import "math"
+import (
+	"math"
+
+	"github.com/vigil-mesh/vigil/detector"
+)
 
 // The score of an action, shared by every model in this package, is DeepLog's top-g rule with
 // the likelihood inside each band:
@@ -74,3 +78,9 @@ func kthLargest(v []float32, k int, top []float32) float32 {
 type Ender interface {
 	End() float64
 }
+
+// The sessions of this package satisfy detector.Ender (the same interface).
+var (
+	_ detector.Ender = (*ngSession)(nil)
+	_ detector.Ender = (*lstmSession)(nil)
+)

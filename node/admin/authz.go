@@ -81,6 +81,11 @@ var MethodRoles = map[string][]Role{
 	adminv1connect.AdminServiceSetRevokeQuorumProcedure:      writers,
 
 	adminv1connect.AdminServiceAgentActivityProcedure: readers,
+
+	adminv1connect.AdminServiceListAlertsProcedure:    readers,
+	adminv1connect.AdminServiceAckAlertProcedure:      writers,
+	adminv1connect.AdminServiceResolveAlertProcedure:  writers,
+	adminv1connect.AdminServiceListDecisionsProcedure: readers,
 }
 
 // Allowed reports whether role may call procedure, from MethodRoles.

@@ -51,6 +51,10 @@ var expected = map[string]string{
 	"SetAutomatedResponse": "operator operator2 unix",
 	"SetRevokeQuorum":      "operator operator2 unix",
 	"AgentActivity":        "operator operator2 unix",
+	"ListAlerts":           "operator operator2 unix",
+	"AckAlert":             "operator operator2 unix",
+	"ResolveAlert":         "operator operator2 unix",
+	"ListDecisions":        "operator operator2 unix",
 }
 
 // roleOfCaller is the role each matrix caller has on the server.

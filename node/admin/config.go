@@ -6,7 +6,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/vigil-mesh/vigil/gossip/response"
 	"github.com/vigil-mesh/vigil/identity"
+	"github.com/vigil-mesh/vigil/node/alerts"
 	"github.com/vigil-mesh/vigil/node/telemetry"
 )
 
@@ -20,6 +22,14 @@ type Config struct {
 	// Activity answers AgentActivity from the node's telemetry (telemetry.Buffer.Query). Nil:
 	// the RPC answers Unimplemented.
 	Activity func(telemetry.Query) []telemetry.Record
+
+	// Alerts answers ListAlerts, AckAlert and ResolveAlert from the node's alert store. Nil: the
+	// RPCs answer Unimplemented.
+	Alerts AlertBackend
+
+	// Decisions answers ListDecisions: the collective-response decisions this node took, oldest
+	// first. Nil: the RPC answers Unimplemented.
+	Decisions func() []response.Decision
 
 	// Logger receives the server's structured logs. Default slog.Default().
 	Logger *slog.Logger
@@ -88,4 +98,12 @@ func (c Config) Validate() error {
 		return errf(ErrInvalidConfig, "idle_timeout: must be positive")
 	}
 	return nil
+}
+
+// AlertBackend is what the alert RPCs need from the node. who is the caller: its peer ID, or
+// "local" for the Unix socket.
+type AlertBackend interface {
+	ListAlerts(q alerts.Query) ([]alerts.Alert, error)
+	AckAlert(id, who string) (alerts.Alert, error)
+	ResolveAlert(id, who string, falsePositive bool) (alerts.Alert, error)
 }

@@ -17,11 +17,13 @@ import (
 	"github.com/libp2p/go-libp2p"
 
 	"github.com/vigil-mesh/vigil/consensus"
+	"github.com/vigil-mesh/vigil/gossip/response"
 	"github.com/vigil-mesh/vigil/identity"
 	"github.com/vigil-mesh/vigil/node/admin"
 	"github.com/vigil-mesh/vigil/node/admin/adminv1"
 	"github.com/vigil-mesh/vigil/node/admin/adminv1/adminv1connect"
 	"github.com/vigil-mesh/vigil/node/admin/client"
+	"github.com/vigil-mesh/vigil/node/alerts"
 	"github.com/vigil-mesh/vigil/node/telemetry"
 )
 
@@ -105,6 +107,14 @@ func newEnv(t testing.TB) *env {
 	acfg.Key, acfg.Logger = e.nodeKey, testLogger(t)
 	e.activity = telemetry.New(16)
 	acfg.Activity = e.activity.Query
+	st, err := alerts.Open(filepath.Join(t.TempDir(), "state"), alerts.DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	matrixAlerts = st
+	acfg.Alerts = storeBackend{st}
+	acfg.Decisions = func() []response.Decision { return nil }
 	e.srv = admin.NewServer(e.node, acfg)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -193,6 +203,20 @@ func call(ctx context.Context, c client.Client, method string, cmd []byte) error
 		_, err = c.GetPolicy(ctx, connect.NewRequest(&adminv1.GetPolicyRequest{}))
 	case "AgentActivity":
 		_, err = c.AgentActivity(ctx, connect.NewRequest(&adminv1.AgentActivityRequest{Agent: "good"}))
+	case "ListAlerts":
+		_, err = c.ListAlerts(ctx, connect.NewRequest(&adminv1.ListAlertsRequest{}))
+	case "ListDecisions":
+		_, err = c.ListDecisions(ctx, connect.NewRequest(&adminv1.ListDecisionsRequest{}))
+	case "AckAlert", "ResolveAlert":
+		a, aerr := matrixAlerts.Add(alerts.Alert{Agent: "good", Model: "hst", Score: 1, Time: time.Now()})
+		if aerr != nil {
+			panic(aerr)
+		}
+		if method == "AckAlert" {
+			_, err = c.AckAlert(ctx, connect.NewRequest(&adminv1.AckAlertRequest{Id: a.ID}))
+		} else {
+			_, err = c.ResolveAlert(ctx, connect.NewRequest(&adminv1.ResolveAlertRequest{Id: a.ID, FalsePositive: true}))
+		}
 	case "RegisterAgent":
 		_, err = c.RegisterAgent(ctx, sc)
 	case "RevokeAgent":
@@ -235,7 +259,22 @@ var writeOrder = []string{"RegisterAgent", "QuarantineAgent", "ReleaseAgent", "R
 	"RotateAgentKey", "RevokeAgent", "ReinstateAgent", "AddOperator", "RemoveOperator",
 	"SetThreshold", "AdmitNode", "RemoveNode", "ApplyPolicy", "SetAutomatedResponse", "SetRevokeQuorum"}
 
-var readMethods = []string{"Status", "ListMembers", "ListAgents", "GetAgent", "ListOperators", "Audit", "GetPolicy", "AgentActivity"}
+var readMethods = []string{"Status", "ListMembers", "ListAgents", "GetAgent", "ListOperators", "Audit", "GetPolicy", "AgentActivity",
+	"ListAlerts", "ListDecisions", "AckAlert", "ResolveAlert"} // the alert methods take no signed command
+
+// matrixAlerts is the alert store of the newest env: call adds the alert it acks or resolves.
+var matrixAlerts *alerts.Store
+
+// storeBackend serves the alert RPCs straight from a store.
+type storeBackend struct{ st *alerts.Store }
+
+func (b storeBackend) ListAlerts(q alerts.Query) ([]alerts.Alert, error) { return b.st.List(q) }
+func (b storeBackend) AckAlert(id, who string) (alerts.Alert, error) {
+	return b.st.Ack(id, who, time.Now())
+}
+func (b storeBackend) ResolveAlert(id, who string, fp bool) (alerts.Alert, error) {
+	return b.st.Resolve(id, who, fp, time.Now())
+}
 
 // payloadFor returns a payload for method about subject that the registry accepts now, given
 // the writeOrder sequence for that subject so far.

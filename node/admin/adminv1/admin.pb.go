@@ -1632,6 +1632,618 @@ func (x *AgentActivityResponse) GetNode() string {
 	return ""
 }
 
+type ListAlertsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Agent         string                 `protobuf:"bytes,1,opt,name=agent,proto3" json:"agent,omitempty"`   // exact agent name; empty = all
+	Status        string                 `protobuf:"bytes,2,opt,name=status,proto3" json:"status,omitempty"` // open, acked, resolved; empty = all
+	Since         *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=since,proto3" json:"since,omitempty"`   // only alerts raised at or after
+	Limit         uint32                 `protobuf:"varint,4,opt,name=limit,proto3" json:"limit,omitempty"`  // newest returned; 0 = 100; at most 10000
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListAlertsRequest) Reset() {
+	*x = ListAlertsRequest{}
+	mi := &file_vigil_admin_v1_admin_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAlertsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAlertsRequest) ProtoMessage() {}
+
+func (x *ListAlertsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_vigil_admin_v1_admin_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAlertsRequest.ProtoReflect.Descriptor instead.
+func (*ListAlertsRequest) Descriptor() ([]byte, []int) {
+	return file_vigil_admin_v1_admin_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *ListAlertsRequest) GetAgent() string {
+	if x != nil {
+		return x.Agent
+	}
+	return ""
+}
+
+func (x *ListAlertsRequest) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
+func (x *ListAlertsRequest) GetSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Since
+	}
+	return nil
+}
+
+func (x *ListAlertsRequest) GetLimit() uint32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+type Alert struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Agent         string                 `protobuf:"bytes,2,opt,name=agent,proto3" json:"agent,omitempty"`
+	Model         string                 `protobuf:"bytes,3,opt,name=model,proto3" json:"model,omitempty"` // rule:<rule>, capability, metric:<name>:<algorithm>, hst, rrcf, sequence:<algorithm>
+	Score         float64                `protobuf:"fixed64,4,opt,name=score,proto3" json:"score,omitempty"`
+	Evidence      string                 `protobuf:"bytes,5,opt,name=evidence,proto3" json:"evidence,omitempty"`
+	Time          *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=time,proto3" json:"time,omitempty"`
+	Action        string                 `protobuf:"bytes,7,opt,name=action,proto3" json:"action,omitempty"` // what the rule or model asks for: alert, throttle, quarantine, revoke
+	Status        string                 `protobuf:"bytes,8,opt,name=status,proto3" json:"status,omitempty"` // open, acked, resolved
+	FalsePositive bool                   `protobuf:"varint,9,opt,name=false_positive,json=falsePositive,proto3" json:"false_positive,omitempty"`
+	Shared        bool                   `protobuf:"varint,10,opt,name=shared,proto3" json:"shared,omitempty"` // sent to the mesh as a signed anomaly signal
+	AckedBy       string                 `protobuf:"bytes,11,opt,name=acked_by,json=ackedBy,proto3" json:"acked_by,omitempty"`
+	AckedAt       *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=acked_at,json=ackedAt,proto3" json:"acked_at,omitempty"`
+	ResolvedBy    string                 `protobuf:"bytes,13,opt,name=resolved_by,json=resolvedBy,proto3" json:"resolved_by,omitempty"`
+	ResolvedAt    *timestamppb.Timestamp `protobuf:"bytes,14,opt,name=resolved_at,json=resolvedAt,proto3" json:"resolved_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Alert) Reset() {
+	*x = Alert{}
+	mi := &file_vigil_admin_v1_admin_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Alert) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Alert) ProtoMessage() {}
+
+func (x *Alert) ProtoReflect() protoreflect.Message {
+	mi := &file_vigil_admin_v1_admin_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Alert.ProtoReflect.Descriptor instead.
+func (*Alert) Descriptor() ([]byte, []int) {
+	return file_vigil_admin_v1_admin_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *Alert) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Alert) GetAgent() string {
+	if x != nil {
+		return x.Agent
+	}
+	return ""
+}
+
+func (x *Alert) GetModel() string {
+	if x != nil {
+		return x.Model
+	}
+	return ""
+}
+
+func (x *Alert) GetScore() float64 {
+	if x != nil {
+		return x.Score
+	}
+	return 0
+}
+
+func (x *Alert) GetEvidence() string {
+	if x != nil {
+		return x.Evidence
+	}
+	return ""
+}
+
+func (x *Alert) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+func (x *Alert) GetAction() string {
+	if x != nil {
+		return x.Action
+	}
+	return ""
+}
+
+func (x *Alert) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
+func (x *Alert) GetFalsePositive() bool {
+	if x != nil {
+		return x.FalsePositive
+	}
+	return false
+}
+
+func (x *Alert) GetShared() bool {
+	if x != nil {
+		return x.Shared
+	}
+	return false
+}
+
+func (x *Alert) GetAckedBy() string {
+	if x != nil {
+		return x.AckedBy
+	}
+	return ""
+}
+
+func (x *Alert) GetAckedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.AckedAt
+	}
+	return nil
+}
+
+func (x *Alert) GetResolvedBy() string {
+	if x != nil {
+		return x.ResolvedBy
+	}
+	return ""
+}
+
+func (x *Alert) GetResolvedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ResolvedAt
+	}
+	return nil
+}
+
+type ListAlertsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Alerts        []*Alert               `protobuf:"bytes,1,rep,name=alerts,proto3" json:"alerts,omitempty"` // newest first
+	Node          string                 `protobuf:"bytes,2,opt,name=node,proto3" json:"node,omitempty"`     // the peer ID of the node that answered
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListAlertsResponse) Reset() {
+	*x = ListAlertsResponse{}
+	mi := &file_vigil_admin_v1_admin_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAlertsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAlertsResponse) ProtoMessage() {}
+
+func (x *ListAlertsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_vigil_admin_v1_admin_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAlertsResponse.ProtoReflect.Descriptor instead.
+func (*ListAlertsResponse) Descriptor() ([]byte, []int) {
+	return file_vigil_admin_v1_admin_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *ListAlertsResponse) GetAlerts() []*Alert {
+	if x != nil {
+		return x.Alerts
+	}
+	return nil
+}
+
+func (x *ListAlertsResponse) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+type AckAlertRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AckAlertRequest) Reset() {
+	*x = AckAlertRequest{}
+	mi := &file_vigil_admin_v1_admin_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AckAlertRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AckAlertRequest) ProtoMessage() {}
+
+func (x *AckAlertRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_vigil_admin_v1_admin_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AckAlertRequest.ProtoReflect.Descriptor instead.
+func (*AckAlertRequest) Descriptor() ([]byte, []int) {
+	return file_vigil_admin_v1_admin_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *AckAlertRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+type ResolveAlertRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	FalsePositive bool                   `protobuf:"varint,2,opt,name=false_positive,json=falsePositive,proto3" json:"false_positive,omitempty"` // tells the detector: raises that agent's threshold for that model
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResolveAlertRequest) Reset() {
+	*x = ResolveAlertRequest{}
+	mi := &file_vigil_admin_v1_admin_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResolveAlertRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResolveAlertRequest) ProtoMessage() {}
+
+func (x *ResolveAlertRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_vigil_admin_v1_admin_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResolveAlertRequest.ProtoReflect.Descriptor instead.
+func (*ResolveAlertRequest) Descriptor() ([]byte, []int) {
+	return file_vigil_admin_v1_admin_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *ResolveAlertRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *ResolveAlertRequest) GetFalsePositive() bool {
+	if x != nil {
+		return x.FalsePositive
+	}
+	return false
+}
+
+type AlertResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Alert         *Alert                 `protobuf:"bytes,1,opt,name=alert,proto3" json:"alert,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AlertResponse) Reset() {
+	*x = AlertResponse{}
+	mi := &file_vigil_admin_v1_admin_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AlertResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AlertResponse) ProtoMessage() {}
+
+func (x *AlertResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_vigil_admin_v1_admin_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AlertResponse.ProtoReflect.Descriptor instead.
+func (*AlertResponse) Descriptor() ([]byte, []int) {
+	return file_vigil_admin_v1_admin_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *AlertResponse) GetAlert() *Alert {
+	if x != nil {
+		return x.Alert
+	}
+	return nil
+}
+
+type ListDecisionsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListDecisionsRequest) Reset() {
+	*x = ListDecisionsRequest{}
+	mi := &file_vigil_admin_v1_admin_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListDecisionsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListDecisionsRequest) ProtoMessage() {}
+
+func (x *ListDecisionsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_vigil_admin_v1_admin_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListDecisionsRequest.ProtoReflect.Descriptor instead.
+func (*ListDecisionsRequest) Descriptor() ([]byte, []int) {
+	return file_vigil_admin_v1_admin_proto_rawDescGZIP(), []int{30}
+}
+
+type Decision struct {
+	state             protoimpl.MessageState `protogen:"open.v1"`
+	Agent             string                 `protobuf:"bytes,1,opt,name=agent,proto3" json:"agent,omitempty"`
+	AgentId           string                 `protobuf:"bytes,2,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	Action            string                 `protobuf:"bytes,3,opt,name=action,proto3" json:"action,omitempty"`        // alert, throttle, quarantine, revoke
+	Reporters         uint32                 `protobuf:"varint,4,opt,name=reporters,proto3" json:"reporters,omitempty"` // distinct nodes whose signals counted
+	Signals           uint32                 `protobuf:"varint,5,opt,name=signals,proto3" json:"signals,omitempty"`
+	MaxScore          float64                `protobuf:"fixed64,6,opt,name=max_score,json=maxScore,proto3" json:"max_score,omitempty"`
+	Until             *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=until,proto3" json:"until,omitempty"` // end of a throttle or quarantine
+	Escalated         bool                   `protobuf:"varint,8,opt,name=escalated,proto3" json:"escalated,omitempty"`
+	DryRun            bool                   `protobuf:"varint,9,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
+	EvidenceReporters []string               `protobuf:"bytes,10,rep,name=evidence_reporters,json=evidenceReporters,proto3" json:"evidence_reporters,omitempty"` // peer IDs of the reporters (revoke decisions)
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *Decision) Reset() {
+	*x = Decision{}
+	mi := &file_vigil_admin_v1_admin_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Decision) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Decision) ProtoMessage() {}
+
+func (x *Decision) ProtoReflect() protoreflect.Message {
+	mi := &file_vigil_admin_v1_admin_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Decision.ProtoReflect.Descriptor instead.
+func (*Decision) Descriptor() ([]byte, []int) {
+	return file_vigil_admin_v1_admin_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *Decision) GetAgent() string {
+	if x != nil {
+		return x.Agent
+	}
+	return ""
+}
+
+func (x *Decision) GetAgentId() string {
+	if x != nil {
+		return x.AgentId
+	}
+	return ""
+}
+
+func (x *Decision) GetAction() string {
+	if x != nil {
+		return x.Action
+	}
+	return ""
+}
+
+func (x *Decision) GetReporters() uint32 {
+	if x != nil {
+		return x.Reporters
+	}
+	return 0
+}
+
+func (x *Decision) GetSignals() uint32 {
+	if x != nil {
+		return x.Signals
+	}
+	return 0
+}
+
+func (x *Decision) GetMaxScore() float64 {
+	if x != nil {
+		return x.MaxScore
+	}
+	return 0
+}
+
+func (x *Decision) GetUntil() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Until
+	}
+	return nil
+}
+
+func (x *Decision) GetEscalated() bool {
+	if x != nil {
+		return x.Escalated
+	}
+	return false
+}
+
+func (x *Decision) GetDryRun() bool {
+	if x != nil {
+		return x.DryRun
+	}
+	return false
+}
+
+func (x *Decision) GetEvidenceReporters() []string {
+	if x != nil {
+		return x.EvidenceReporters
+	}
+	return nil
+}
+
+type ListDecisionsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Decisions     []*Decision            `protobuf:"bytes,1,rep,name=decisions,proto3" json:"decisions,omitempty"` // oldest first; at most the last 1024
+	Node          string                 `protobuf:"bytes,2,opt,name=node,proto3" json:"node,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListDecisionsResponse) Reset() {
+	*x = ListDecisionsResponse{}
+	mi := &file_vigil_admin_v1_admin_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListDecisionsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListDecisionsResponse) ProtoMessage() {}
+
+func (x *ListDecisionsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_vigil_admin_v1_admin_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListDecisionsResponse.ProtoReflect.Descriptor instead.
+func (*ListDecisionsResponse) Descriptor() ([]byte, []int) {
+	return file_vigil_admin_v1_admin_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *ListDecisionsResponse) GetDecisions() []*Decision {
+	if x != nil {
+		return x.Decisions
+	}
+	return nil
+}
+
+func (x *ListDecisionsResponse) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
 var File_vigil_admin_v1_admin_proto protoreflect.FileDescriptor
 
 const file_vigil_admin_v1_admin_proto_rawDesc = "" +
@@ -1774,7 +2386,56 @@ const file_vigil_admin_v1_admin_proto_rawDesc = "" +
 	"\x05value\x18\v \x01(\x01R\x05value\"e\n" +
 	"\x15AgentActivityResponse\x128\n" +
 	"\arecords\x18\x01 \x03(\v2\x1e.vigil.admin.v1.ActivityRecordR\arecords\x12\x12\n" +
-	"\x04node\x18\x02 \x01(\tR\x04node2\xc4\x0e\n" +
+	"\x04node\x18\x02 \x01(\tR\x04node\"\x89\x01\n" +
+	"\x11ListAlertsRequest\x12\x14\n" +
+	"\x05agent\x18\x01 \x01(\tR\x05agent\x12\x16\n" +
+	"\x06status\x18\x02 \x01(\tR\x06status\x120\n" +
+	"\x05since\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\x12\x14\n" +
+	"\x05limit\x18\x04 \x01(\rR\x05limit\"\xc4\x03\n" +
+	"\x05Alert\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
+	"\x05agent\x18\x02 \x01(\tR\x05agent\x12\x14\n" +
+	"\x05model\x18\x03 \x01(\tR\x05model\x12\x14\n" +
+	"\x05score\x18\x04 \x01(\x01R\x05score\x12\x1a\n" +
+	"\bevidence\x18\x05 \x01(\tR\bevidence\x12.\n" +
+	"\x04time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x16\n" +
+	"\x06action\x18\a \x01(\tR\x06action\x12\x16\n" +
+	"\x06status\x18\b \x01(\tR\x06status\x12%\n" +
+	"\x0efalse_positive\x18\t \x01(\bR\rfalsePositive\x12\x16\n" +
+	"\x06shared\x18\n" +
+	" \x01(\bR\x06shared\x12\x19\n" +
+	"\backed_by\x18\v \x01(\tR\aackedBy\x125\n" +
+	"\backed_at\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\aackedAt\x12\x1f\n" +
+	"\vresolved_by\x18\r \x01(\tR\n" +
+	"resolvedBy\x12;\n" +
+	"\vresolved_at\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"resolvedAt\"W\n" +
+	"\x12ListAlertsResponse\x12-\n" +
+	"\x06alerts\x18\x01 \x03(\v2\x15.vigil.admin.v1.AlertR\x06alerts\x12\x12\n" +
+	"\x04node\x18\x02 \x01(\tR\x04node\"!\n" +
+	"\x0fAckAlertRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"L\n" +
+	"\x13ResolveAlertRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12%\n" +
+	"\x0efalse_positive\x18\x02 \x01(\bR\rfalsePositive\"<\n" +
+	"\rAlertResponse\x12+\n" +
+	"\x05alert\x18\x01 \x01(\v2\x15.vigil.admin.v1.AlertR\x05alert\"\x16\n" +
+	"\x14ListDecisionsRequest\"\xc0\x02\n" +
+	"\bDecision\x12\x14\n" +
+	"\x05agent\x18\x01 \x01(\tR\x05agent\x12\x19\n" +
+	"\bagent_id\x18\x02 \x01(\tR\aagentId\x12\x16\n" +
+	"\x06action\x18\x03 \x01(\tR\x06action\x12\x1c\n" +
+	"\treporters\x18\x04 \x01(\rR\treporters\x12\x18\n" +
+	"\asignals\x18\x05 \x01(\rR\asignals\x12\x1b\n" +
+	"\tmax_score\x18\x06 \x01(\x01R\bmaxScore\x120\n" +
+	"\x05until\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\x05until\x12\x1c\n" +
+	"\tescalated\x18\b \x01(\bR\tescalated\x12\x17\n" +
+	"\adry_run\x18\t \x01(\bR\x06dryRun\x12-\n" +
+	"\x12evidence_reporters\x18\n" +
+	" \x03(\tR\x11evidenceReporters\"c\n" +
+	"\x15ListDecisionsResponse\x126\n" +
+	"\tdecisions\x18\x01 \x03(\v2\x18.vigil.admin.v1.DecisionR\tdecisions\x12\x12\n" +
+	"\x04node\x18\x02 \x01(\tR\x04node2\x97\x11\n" +
 	"\fAdminService\x12G\n" +
 	"\x06Status\x12\x1d.vigil.admin.v1.StatusRequest\x1a\x1e.vigil.admin.v1.StatusResponse\x12V\n" +
 	"\vListMembers\x12\".vigil.admin.v1.ListMembersRequest\x1a#.vigil.admin.v1.ListMembersResponse\x12S\n" +
@@ -1801,7 +2462,12 @@ const file_vigil_admin_v1_admin_proto_rawDesc = "" +
 	"\vApplyPolicy\x12\x1d.vigil.admin.v1.SignedCommand\x1a\x1d.vigil.admin.v1.WriteResponse\x12T\n" +
 	"\x14SetAutomatedResponse\x12\x1d.vigil.admin.v1.SignedCommand\x1a\x1d.vigil.admin.v1.WriteResponse\x12O\n" +
 	"\x0fSetRevokeQuorum\x12\x1d.vigil.admin.v1.SignedCommand\x1a\x1d.vigil.admin.v1.WriteResponse\x12\\\n" +
-	"\rAgentActivity\x12$.vigil.admin.v1.AgentActivityRequest\x1a%.vigil.admin.v1.AgentActivityResponseB8Z6github.com/vigil-mesh/vigil/node/admin/adminv1;adminv1b\x06proto3"
+	"\rAgentActivity\x12$.vigil.admin.v1.AgentActivityRequest\x1a%.vigil.admin.v1.AgentActivityResponse\x12S\n" +
+	"\n" +
+	"ListAlerts\x12!.vigil.admin.v1.ListAlertsRequest\x1a\".vigil.admin.v1.ListAlertsResponse\x12J\n" +
+	"\bAckAlert\x12\x1f.vigil.admin.v1.AckAlertRequest\x1a\x1d.vigil.admin.v1.AlertResponse\x12R\n" +
+	"\fResolveAlert\x12#.vigil.admin.v1.ResolveAlertRequest\x1a\x1d.vigil.admin.v1.AlertResponse\x12\\\n" +
+	"\rListDecisions\x12$.vigil.admin.v1.ListDecisionsRequest\x1a%.vigil.admin.v1.ListDecisionsResponseB8Z6github.com/vigil-mesh/vigil/node/admin/adminv1;adminv1b\x06proto3"
 
 var (
 	file_vigil_admin_v1_admin_proto_rawDescOnce sync.Once
@@ -1815,7 +2481,7 @@ func file_vigil_admin_v1_admin_proto_rawDescGZIP() []byte {
 	return file_vigil_admin_v1_admin_proto_rawDescData
 }
 
-var file_vigil_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
+var file_vigil_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
 var file_vigil_admin_v1_admin_proto_goTypes = []any{
 	(*StatusRequest)(nil),         // 0: vigil.admin.v1.StatusRequest
 	(*StatusResponse)(nil),        // 1: vigil.admin.v1.StatusResponse
@@ -1841,75 +2507,100 @@ var file_vigil_admin_v1_admin_proto_goTypes = []any{
 	(*AgentActivityRequest)(nil),  // 21: vigil.admin.v1.AgentActivityRequest
 	(*ActivityRecord)(nil),        // 22: vigil.admin.v1.ActivityRecord
 	(*AgentActivityResponse)(nil), // 23: vigil.admin.v1.AgentActivityResponse
-	nil,                           // 24: vigil.admin.v1.Agent.LabelsEntry
-	(*timestamppb.Timestamp)(nil), // 25: google.protobuf.Timestamp
+	(*ListAlertsRequest)(nil),     // 24: vigil.admin.v1.ListAlertsRequest
+	(*Alert)(nil),                 // 25: vigil.admin.v1.Alert
+	(*ListAlertsResponse)(nil),    // 26: vigil.admin.v1.ListAlertsResponse
+	(*AckAlertRequest)(nil),       // 27: vigil.admin.v1.AckAlertRequest
+	(*ResolveAlertRequest)(nil),   // 28: vigil.admin.v1.ResolveAlertRequest
+	(*AlertResponse)(nil),         // 29: vigil.admin.v1.AlertResponse
+	(*ListDecisionsRequest)(nil),  // 30: vigil.admin.v1.ListDecisionsRequest
+	(*Decision)(nil),              // 31: vigil.admin.v1.Decision
+	(*ListDecisionsResponse)(nil), // 32: vigil.admin.v1.ListDecisionsResponse
+	nil,                           // 33: vigil.admin.v1.Agent.LabelsEntry
+	(*timestamppb.Timestamp)(nil), // 34: google.protobuf.Timestamp
 }
 var file_vigil_admin_v1_admin_proto_depIdxs = []int32{
 	3,  // 0: vigil.admin.v1.ListMembersResponse.members:type_name -> vigil.admin.v1.Member
-	24, // 1: vigil.admin.v1.Agent.labels:type_name -> vigil.admin.v1.Agent.LabelsEntry
-	25, // 2: vigil.admin.v1.Agent.expires_at:type_name -> google.protobuf.Timestamp
-	25, // 3: vigil.admin.v1.Agent.registered_at:type_name -> google.protobuf.Timestamp
+	33, // 1: vigil.admin.v1.Agent.labels:type_name -> vigil.admin.v1.Agent.LabelsEntry
+	34, // 2: vigil.admin.v1.Agent.expires_at:type_name -> google.protobuf.Timestamp
+	34, // 3: vigil.admin.v1.Agent.registered_at:type_name -> google.protobuf.Timestamp
 	6,  // 4: vigil.admin.v1.ListAgentsResponse.agents:type_name -> vigil.admin.v1.Agent
 	6,  // 5: vigil.admin.v1.GetAgentResponse.agent:type_name -> vigil.admin.v1.Agent
 	11, // 6: vigil.admin.v1.ListOperatorsResponse.operators:type_name -> vigil.admin.v1.Operator
-	25, // 7: vigil.admin.v1.AuditRequest.from:type_name -> google.protobuf.Timestamp
-	25, // 8: vigil.admin.v1.AuditRequest.to:type_name -> google.protobuf.Timestamp
-	25, // 9: vigil.admin.v1.AuditEntry.time:type_name -> google.protobuf.Timestamp
+	34, // 7: vigil.admin.v1.AuditRequest.from:type_name -> google.protobuf.Timestamp
+	34, // 8: vigil.admin.v1.AuditRequest.to:type_name -> google.protobuf.Timestamp
+	34, // 9: vigil.admin.v1.AuditEntry.time:type_name -> google.protobuf.Timestamp
 	14, // 10: vigil.admin.v1.AuditResponse.entries:type_name -> vigil.admin.v1.AuditEntry
-	25, // 11: vigil.admin.v1.AgentActivityRequest.since:type_name -> google.protobuf.Timestamp
-	25, // 12: vigil.admin.v1.ActivityRecord.time:type_name -> google.protobuf.Timestamp
+	34, // 11: vigil.admin.v1.AgentActivityRequest.since:type_name -> google.protobuf.Timestamp
+	34, // 12: vigil.admin.v1.ActivityRecord.time:type_name -> google.protobuf.Timestamp
 	22, // 13: vigil.admin.v1.AgentActivityResponse.records:type_name -> vigil.admin.v1.ActivityRecord
-	0,  // 14: vigil.admin.v1.AdminService.Status:input_type -> vigil.admin.v1.StatusRequest
-	2,  // 15: vigil.admin.v1.AdminService.ListMembers:input_type -> vigil.admin.v1.ListMembersRequest
-	5,  // 16: vigil.admin.v1.AdminService.ListAgents:input_type -> vigil.admin.v1.ListAgentsRequest
-	8,  // 17: vigil.admin.v1.AdminService.GetAgent:input_type -> vigil.admin.v1.GetAgentRequest
-	10, // 18: vigil.admin.v1.AdminService.ListOperators:input_type -> vigil.admin.v1.ListOperatorsRequest
-	13, // 19: vigil.admin.v1.AdminService.Audit:input_type -> vigil.admin.v1.AuditRequest
-	16, // 20: vigil.admin.v1.AdminService.GetPolicy:input_type -> vigil.admin.v1.GetPolicyRequest
-	18, // 21: vigil.admin.v1.AdminService.RegisterAgent:input_type -> vigil.admin.v1.SignedCommand
-	18, // 22: vigil.admin.v1.AdminService.RevokeAgent:input_type -> vigil.admin.v1.SignedCommand
-	18, // 23: vigil.admin.v1.AdminService.QuarantineAgent:input_type -> vigil.admin.v1.SignedCommand
-	18, // 24: vigil.admin.v1.AdminService.ReleaseAgent:input_type -> vigil.admin.v1.SignedCommand
-	18, // 25: vigil.admin.v1.AdminService.RenewAgent:input_type -> vigil.admin.v1.SignedCommand
-	18, // 26: vigil.admin.v1.AdminService.RotateAgentKey:input_type -> vigil.admin.v1.SignedCommand
-	18, // 27: vigil.admin.v1.AdminService.ReinstateAgent:input_type -> vigil.admin.v1.SignedCommand
-	18, // 28: vigil.admin.v1.AdminService.AddOperator:input_type -> vigil.admin.v1.SignedCommand
-	18, // 29: vigil.admin.v1.AdminService.RemoveOperator:input_type -> vigil.admin.v1.SignedCommand
-	18, // 30: vigil.admin.v1.AdminService.SetThreshold:input_type -> vigil.admin.v1.SignedCommand
-	18, // 31: vigil.admin.v1.AdminService.AdmitNode:input_type -> vigil.admin.v1.SignedCommand
-	18, // 32: vigil.admin.v1.AdminService.RemoveNode:input_type -> vigil.admin.v1.SignedCommand
-	18, // 33: vigil.admin.v1.AdminService.ApplyPolicy:input_type -> vigil.admin.v1.SignedCommand
-	18, // 34: vigil.admin.v1.AdminService.SetAutomatedResponse:input_type -> vigil.admin.v1.SignedCommand
-	18, // 35: vigil.admin.v1.AdminService.SetRevokeQuorum:input_type -> vigil.admin.v1.SignedCommand
-	21, // 36: vigil.admin.v1.AdminService.AgentActivity:input_type -> vigil.admin.v1.AgentActivityRequest
-	1,  // 37: vigil.admin.v1.AdminService.Status:output_type -> vigil.admin.v1.StatusResponse
-	4,  // 38: vigil.admin.v1.AdminService.ListMembers:output_type -> vigil.admin.v1.ListMembersResponse
-	7,  // 39: vigil.admin.v1.AdminService.ListAgents:output_type -> vigil.admin.v1.ListAgentsResponse
-	9,  // 40: vigil.admin.v1.AdminService.GetAgent:output_type -> vigil.admin.v1.GetAgentResponse
-	12, // 41: vigil.admin.v1.AdminService.ListOperators:output_type -> vigil.admin.v1.ListOperatorsResponse
-	15, // 42: vigil.admin.v1.AdminService.Audit:output_type -> vigil.admin.v1.AuditResponse
-	17, // 43: vigil.admin.v1.AdminService.GetPolicy:output_type -> vigil.admin.v1.GetPolicyResponse
-	19, // 44: vigil.admin.v1.AdminService.RegisterAgent:output_type -> vigil.admin.v1.WriteResponse
-	19, // 45: vigil.admin.v1.AdminService.RevokeAgent:output_type -> vigil.admin.v1.WriteResponse
-	19, // 46: vigil.admin.v1.AdminService.QuarantineAgent:output_type -> vigil.admin.v1.WriteResponse
-	19, // 47: vigil.admin.v1.AdminService.ReleaseAgent:output_type -> vigil.admin.v1.WriteResponse
-	19, // 48: vigil.admin.v1.AdminService.RenewAgent:output_type -> vigil.admin.v1.WriteResponse
-	19, // 49: vigil.admin.v1.AdminService.RotateAgentKey:output_type -> vigil.admin.v1.WriteResponse
-	19, // 50: vigil.admin.v1.AdminService.ReinstateAgent:output_type -> vigil.admin.v1.WriteResponse
-	19, // 51: vigil.admin.v1.AdminService.AddOperator:output_type -> vigil.admin.v1.WriteResponse
-	19, // 52: vigil.admin.v1.AdminService.RemoveOperator:output_type -> vigil.admin.v1.WriteResponse
-	19, // 53: vigil.admin.v1.AdminService.SetThreshold:output_type -> vigil.admin.v1.WriteResponse
-	19, // 54: vigil.admin.v1.AdminService.AdmitNode:output_type -> vigil.admin.v1.WriteResponse
-	19, // 55: vigil.admin.v1.AdminService.RemoveNode:output_type -> vigil.admin.v1.WriteResponse
-	19, // 56: vigil.admin.v1.AdminService.ApplyPolicy:output_type -> vigil.admin.v1.WriteResponse
-	19, // 57: vigil.admin.v1.AdminService.SetAutomatedResponse:output_type -> vigil.admin.v1.WriteResponse
-	19, // 58: vigil.admin.v1.AdminService.SetRevokeQuorum:output_type -> vigil.admin.v1.WriteResponse
-	23, // 59: vigil.admin.v1.AdminService.AgentActivity:output_type -> vigil.admin.v1.AgentActivityResponse
-	37, // [37:60] is the sub-list for method output_type
-	14, // [14:37] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	34, // 14: vigil.admin.v1.ListAlertsRequest.since:type_name -> google.protobuf.Timestamp
+	34, // 15: vigil.admin.v1.Alert.time:type_name -> google.protobuf.Timestamp
+	34, // 16: vigil.admin.v1.Alert.acked_at:type_name -> google.protobuf.Timestamp
+	34, // 17: vigil.admin.v1.Alert.resolved_at:type_name -> google.protobuf.Timestamp
+	25, // 18: vigil.admin.v1.ListAlertsResponse.alerts:type_name -> vigil.admin.v1.Alert
+	25, // 19: vigil.admin.v1.AlertResponse.alert:type_name -> vigil.admin.v1.Alert
+	34, // 20: vigil.admin.v1.Decision.until:type_name -> google.protobuf.Timestamp
+	31, // 21: vigil.admin.v1.ListDecisionsResponse.decisions:type_name -> vigil.admin.v1.Decision
+	0,  // 22: vigil.admin.v1.AdminService.Status:input_type -> vigil.admin.v1.StatusRequest
+	2,  // 23: vigil.admin.v1.AdminService.ListMembers:input_type -> vigil.admin.v1.ListMembersRequest
+	5,  // 24: vigil.admin.v1.AdminService.ListAgents:input_type -> vigil.admin.v1.ListAgentsRequest
+	8,  // 25: vigil.admin.v1.AdminService.GetAgent:input_type -> vigil.admin.v1.GetAgentRequest
+	10, // 26: vigil.admin.v1.AdminService.ListOperators:input_type -> vigil.admin.v1.ListOperatorsRequest
+	13, // 27: vigil.admin.v1.AdminService.Audit:input_type -> vigil.admin.v1.AuditRequest
+	16, // 28: vigil.admin.v1.AdminService.GetPolicy:input_type -> vigil.admin.v1.GetPolicyRequest
+	18, // 29: vigil.admin.v1.AdminService.RegisterAgent:input_type -> vigil.admin.v1.SignedCommand
+	18, // 30: vigil.admin.v1.AdminService.RevokeAgent:input_type -> vigil.admin.v1.SignedCommand
+	18, // 31: vigil.admin.v1.AdminService.QuarantineAgent:input_type -> vigil.admin.v1.SignedCommand
+	18, // 32: vigil.admin.v1.AdminService.ReleaseAgent:input_type -> vigil.admin.v1.SignedCommand
+	18, // 33: vigil.admin.v1.AdminService.RenewAgent:input_type -> vigil.admin.v1.SignedCommand
+	18, // 34: vigil.admin.v1.AdminService.RotateAgentKey:input_type -> vigil.admin.v1.SignedCommand
+	18, // 35: vigil.admin.v1.AdminService.ReinstateAgent:input_type -> vigil.admin.v1.SignedCommand
+	18, // 36: vigil.admin.v1.AdminService.AddOperator:input_type -> vigil.admin.v1.SignedCommand
+	18, // 37: vigil.admin.v1.AdminService.RemoveOperator:input_type -> vigil.admin.v1.SignedCommand
+	18, // 38: vigil.admin.v1.AdminService.SetThreshold:input_type -> vigil.admin.v1.SignedCommand
+	18, // 39: vigil.admin.v1.AdminService.AdmitNode:input_type -> vigil.admin.v1.SignedCommand
+	18, // 40: vigil.admin.v1.AdminService.RemoveNode:input_type -> vigil.admin.v1.SignedCommand
+	18, // 41: vigil.admin.v1.AdminService.ApplyPolicy:input_type -> vigil.admin.v1.SignedCommand
+	18, // 42: vigil.admin.v1.AdminService.SetAutomatedResponse:input_type -> vigil.admin.v1.SignedCommand
+	18, // 43: vigil.admin.v1.AdminService.SetRevokeQuorum:input_type -> vigil.admin.v1.SignedCommand
+	21, // 44: vigil.admin.v1.AdminService.AgentActivity:input_type -> vigil.admin.v1.AgentActivityRequest
+	24, // 45: vigil.admin.v1.AdminService.ListAlerts:input_type -> vigil.admin.v1.ListAlertsRequest
+	27, // 46: vigil.admin.v1.AdminService.AckAlert:input_type -> vigil.admin.v1.AckAlertRequest
+	28, // 47: vigil.admin.v1.AdminService.ResolveAlert:input_type -> vigil.admin.v1.ResolveAlertRequest
+	30, // 48: vigil.admin.v1.AdminService.ListDecisions:input_type -> vigil.admin.v1.ListDecisionsRequest
+	1,  // 49: vigil.admin.v1.AdminService.Status:output_type -> vigil.admin.v1.StatusResponse
+	4,  // 50: vigil.admin.v1.AdminService.ListMembers:output_type -> vigil.admin.v1.ListMembersResponse
+	7,  // 51: vigil.admin.v1.AdminService.ListAgents:output_type -> vigil.admin.v1.ListAgentsResponse
+	9,  // 52: vigil.admin.v1.AdminService.GetAgent:output_type -> vigil.admin.v1.GetAgentResponse
+	12, // 53: vigil.admin.v1.AdminService.ListOperators:output_type -> vigil.admin.v1.ListOperatorsResponse
+	15, // 54: vigil.admin.v1.AdminService.Audit:output_type -> vigil.admin.v1.AuditResponse
+	17, // 55: vigil.admin.v1.AdminService.GetPolicy:output_type -> vigil.admin.v1.GetPolicyResponse
+	19, // 56: vigil.admin.v1.AdminService.RegisterAgent:output_type -> vigil.admin.v1.WriteResponse
+	19, // 57: vigil.admin.v1.AdminService.RevokeAgent:output_type -> vigil.admin.v1.WriteResponse
+	19, // 58: vigil.admin.v1.AdminService.QuarantineAgent:output_type -> vigil.admin.v1.WriteResponse
+	19, // 59: vigil.admin.v1.AdminService.ReleaseAgent:output_type -> vigil.admin.v1.WriteResponse
+	19, // 60: vigil.admin.v1.AdminService.RenewAgent:output_type -> vigil.admin.v1.WriteResponse
+	19, // 61: vigil.admin.v1.AdminService.RotateAgentKey:output_type -> vigil.admin.v1.WriteResponse
+	19, // 62: vigil.admin.v1.AdminService.ReinstateAgent:output_type -> vigil.admin.v1.WriteResponse
+	19, // 63: vigil.admin.v1.AdminService.AddOperator:output_type -> vigil.admin.v1.WriteResponse
+	19, // 64: vigil.admin.v1.AdminService.RemoveOperator:output_type -> vigil.admin.v1.WriteResponse
+	19, // 65: vigil.admin.v1.AdminService.SetThreshold:output_type -> vigil.admin.v1.WriteResponse
+	19, // 66: vigil.admin.v1.AdminService.AdmitNode:output_type -> vigil.admin.v1.WriteResponse
+	19, // 67: vigil.admin.v1.AdminService.RemoveNode:output_type -> vigil.admin.v1.WriteResponse
+	19, // 68: vigil.admin.v1.AdminService.ApplyPolicy:output_type -> vigil.admin.v1.WriteResponse
+	19, // 69: vigil.admin.v1.AdminService.SetAutomatedResponse:output_type -> vigil.admin.v1.WriteResponse
+	19, // 70: vigil.admin.v1.AdminService.SetRevokeQuorum:output_type -> vigil.admin.v1.WriteResponse
+	23, // 71: vigil.admin.v1.AdminService.AgentActivity:output_type -> vigil.admin.v1.AgentActivityResponse
+	26, // 72: vigil.admin.v1.AdminService.ListAlerts:output_type -> vigil.admin.v1.ListAlertsResponse
+	29, // 73: vigil.admin.v1.AdminService.AckAlert:output_type -> vigil.admin.v1.AlertResponse
+	29, // 74: vigil.admin.v1.AdminService.ResolveAlert:output_type -> vigil.admin.v1.AlertResponse
+	32, // 75: vigil.admin.v1.AdminService.ListDecisions:output_type -> vigil.admin.v1.ListDecisionsResponse
+	49, // [49:76] is the sub-list for method output_type
+	22, // [22:49] is the sub-list for method input_type
+	22, // [22:22] is the sub-list for extension type_name
+	22, // [22:22] is the sub-list for extension extendee
+	0,  // [0:22] is the sub-list for field type_name
 }
 
 func init() { file_vigil_admin_v1_admin_proto_init() }
@@ -1923,7 +2614,7 @@ func file_vigil_admin_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_vigil_admin_v1_admin_proto_rawDesc), len(file_vigil_admin_v1_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   25,
+			NumMessages:   34,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

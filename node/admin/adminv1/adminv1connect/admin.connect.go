@@ -104,6 +104,16 @@ const (
 	// AdminServiceAgentActivityProcedure is the fully-qualified name of the AdminService's
 	// AgentActivity RPC.
 	AdminServiceAgentActivityProcedure = "/vigil.admin.v1.AdminService/AgentActivity"
+	// AdminServiceListAlertsProcedure is the fully-qualified name of the AdminService's ListAlerts RPC.
+	AdminServiceListAlertsProcedure = "/vigil.admin.v1.AdminService/ListAlerts"
+	// AdminServiceAckAlertProcedure is the fully-qualified name of the AdminService's AckAlert RPC.
+	AdminServiceAckAlertProcedure = "/vigil.admin.v1.AdminService/AckAlert"
+	// AdminServiceResolveAlertProcedure is the fully-qualified name of the AdminService's ResolveAlert
+	// RPC.
+	AdminServiceResolveAlertProcedure = "/vigil.admin.v1.AdminService/ResolveAlert"
+	// AdminServiceListDecisionsProcedure is the fully-qualified name of the AdminService's
+	// ListDecisions RPC.
+	AdminServiceListDecisionsProcedure = "/vigil.admin.v1.AdminService/ListDecisions"
 )
 
 // AdminServiceClient is a client for the vigil.admin.v1.AdminService service.
@@ -135,6 +145,13 @@ type AdminServiceClient interface {
 	// Agent activity: this node's telemetry (what its own agents sent, received, were refused and
 	// reported), not the replicated registry. Operators only.
 	AgentActivity(context.Context, *connect.Request[adminv1.AgentActivityRequest]) (*connect.Response[adminv1.AgentActivityResponse], error)
+	// Alerts and response decisions: this node's detector alerts (stored under its data
+	// directory's state/) and the collective-response decisions it took. Operators only. Ack and
+	// resolve record who (the caller's peer ID, or "local") and when in the alert.
+	ListAlerts(context.Context, *connect.Request[adminv1.ListAlertsRequest]) (*connect.Response[adminv1.ListAlertsResponse], error)
+	AckAlert(context.Context, *connect.Request[adminv1.AckAlertRequest]) (*connect.Response[adminv1.AlertResponse], error)
+	ResolveAlert(context.Context, *connect.Request[adminv1.ResolveAlertRequest]) (*connect.Response[adminv1.AlertResponse], error)
+	ListDecisions(context.Context, *connect.Request[adminv1.ListDecisionsRequest]) (*connect.Response[adminv1.ListDecisionsResponse], error)
 }
 
 // NewAdminServiceClient constructs a client for the vigil.admin.v1.AdminService service. By
@@ -286,6 +303,30 @@ func NewAdminServiceClient(httpClient connect.HTTPClient, baseURL string, opts .
 			connect.WithSchema(adminServiceMethods.ByName("AgentActivity")),
 			connect.WithClientOptions(opts...),
 		),
+		listAlerts: connect.NewClient[adminv1.ListAlertsRequest, adminv1.ListAlertsResponse](
+			httpClient,
+			baseURL+AdminServiceListAlertsProcedure,
+			connect.WithSchema(adminServiceMethods.ByName("ListAlerts")),
+			connect.WithClientOptions(opts...),
+		),
+		ackAlert: connect.NewClient[adminv1.AckAlertRequest, adminv1.AlertResponse](
+			httpClient,
+			baseURL+AdminServiceAckAlertProcedure,
+			connect.WithSchema(adminServiceMethods.ByName("AckAlert")),
+			connect.WithClientOptions(opts...),
+		),
+		resolveAlert: connect.NewClient[adminv1.ResolveAlertRequest, adminv1.AlertResponse](
+			httpClient,
+			baseURL+AdminServiceResolveAlertProcedure,
+			connect.WithSchema(adminServiceMethods.ByName("ResolveAlert")),
+			connect.WithClientOptions(opts...),
+		),
+		listDecisions: connect.NewClient[adminv1.ListDecisionsRequest, adminv1.ListDecisionsResponse](
+			httpClient,
+			baseURL+AdminServiceListDecisionsProcedure,
+			connect.WithSchema(adminServiceMethods.ByName("ListDecisions")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -314,6 +355,10 @@ type adminServiceClient struct {
 	setAutomatedResponse *connect.Client[adminv1.SignedCommand, adminv1.WriteResponse]
 	setRevokeQuorum      *connect.Client[adminv1.SignedCommand, adminv1.WriteResponse]
 	agentActivity        *connect.Client[adminv1.AgentActivityRequest, adminv1.AgentActivityResponse]
+	listAlerts           *connect.Client[adminv1.ListAlertsRequest, adminv1.ListAlertsResponse]
+	ackAlert             *connect.Client[adminv1.AckAlertRequest, adminv1.AlertResponse]
+	resolveAlert         *connect.Client[adminv1.ResolveAlertRequest, adminv1.AlertResponse]
+	listDecisions        *connect.Client[adminv1.ListDecisionsRequest, adminv1.ListDecisionsResponse]
 }
 
 // Status calls vigil.admin.v1.AdminService.Status.
@@ -431,6 +476,26 @@ func (c *adminServiceClient) AgentActivity(ctx context.Context, req *connect.Req
 	return c.agentActivity.CallUnary(ctx, req)
 }
 
+// ListAlerts calls vigil.admin.v1.AdminService.ListAlerts.
+func (c *adminServiceClient) ListAlerts(ctx context.Context, req *connect.Request[adminv1.ListAlertsRequest]) (*connect.Response[adminv1.ListAlertsResponse], error) {
+	return c.listAlerts.CallUnary(ctx, req)
+}
+
+// AckAlert calls vigil.admin.v1.AdminService.AckAlert.
+func (c *adminServiceClient) AckAlert(ctx context.Context, req *connect.Request[adminv1.AckAlertRequest]) (*connect.Response[adminv1.AlertResponse], error) {
+	return c.ackAlert.CallUnary(ctx, req)
+}
+
+// ResolveAlert calls vigil.admin.v1.AdminService.ResolveAlert.
+func (c *adminServiceClient) ResolveAlert(ctx context.Context, req *connect.Request[adminv1.ResolveAlertRequest]) (*connect.Response[adminv1.AlertResponse], error) {
+	return c.resolveAlert.CallUnary(ctx, req)
+}
+
+// ListDecisions calls vigil.admin.v1.AdminService.ListDecisions.
+func (c *adminServiceClient) ListDecisions(ctx context.Context, req *connect.Request[adminv1.ListDecisionsRequest]) (*connect.Response[adminv1.ListDecisionsResponse], error) {
+	return c.listDecisions.CallUnary(ctx, req)
+}
+
 // AdminServiceHandler is an implementation of the vigil.admin.v1.AdminService service.
 type AdminServiceHandler interface {
 	// Reads.
@@ -460,6 +525,13 @@ type AdminServiceHandler interface {
 	// Agent activity: this node's telemetry (what its own agents sent, received, were refused and
 	// reported), not the replicated registry. Operators only.
 	AgentActivity(context.Context, *connect.Request[adminv1.AgentActivityRequest]) (*connect.Response[adminv1.AgentActivityResponse], error)
+	// Alerts and response decisions: this node's detector alerts (stored under its data
+	// directory's state/) and the collective-response decisions it took. Operators only. Ack and
+	// resolve record who (the caller's peer ID, or "local") and when in the alert.
+	ListAlerts(context.Context, *connect.Request[adminv1.ListAlertsRequest]) (*connect.Response[adminv1.ListAlertsResponse], error)
+	AckAlert(context.Context, *connect.Request[adminv1.AckAlertRequest]) (*connect.Response[adminv1.AlertResponse], error)
+	ResolveAlert(context.Context, *connect.Request[adminv1.ResolveAlertRequest]) (*connect.Response[adminv1.AlertResponse], error)
+	ListDecisions(context.Context, *connect.Request[adminv1.ListDecisionsRequest]) (*connect.Response[adminv1.ListDecisionsResponse], error)
 }
 
 // NewAdminServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -607,6 +679,30 @@ func NewAdminServiceHandler(svc AdminServiceHandler, opts ...connect.HandlerOpti
 		connect.WithSchema(adminServiceMethods.ByName("AgentActivity")),
 		connect.WithHandlerOptions(opts...),
 	)
+	adminServiceListAlertsHandler := connect.NewUnaryHandler(
+		AdminServiceListAlertsProcedure,
+		svc.ListAlerts,
+		connect.WithSchema(adminServiceMethods.ByName("ListAlerts")),
+		connect.WithHandlerOptions(opts...),
+	)
+	adminServiceAckAlertHandler := connect.NewUnaryHandler(
+		AdminServiceAckAlertProcedure,
+		svc.AckAlert,
+		connect.WithSchema(adminServiceMethods.ByName("AckAlert")),
+		connect.WithHandlerOptions(opts...),
+	)
+	adminServiceResolveAlertHandler := connect.NewUnaryHandler(
+		AdminServiceResolveAlertProcedure,
+		svc.ResolveAlert,
+		connect.WithSchema(adminServiceMethods.ByName("ResolveAlert")),
+		connect.WithHandlerOptions(opts...),
+	)
+	adminServiceListDecisionsHandler := connect.NewUnaryHandler(
+		AdminServiceListDecisionsProcedure,
+		svc.ListDecisions,
+		connect.WithSchema(adminServiceMethods.ByName("ListDecisions")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/vigil.admin.v1.AdminService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case AdminServiceStatusProcedure:
@@ -655,6 +751,14 @@ func NewAdminServiceHandler(svc AdminServiceHandler, opts ...connect.HandlerOpti
 			adminServiceSetRevokeQuorumHandler.ServeHTTP(w, r)
 		case AdminServiceAgentActivityProcedure:
 			adminServiceAgentActivityHandler.ServeHTTP(w, r)
+		case AdminServiceListAlertsProcedure:
+			adminServiceListAlertsHandler.ServeHTTP(w, r)
+		case AdminServiceAckAlertProcedure:
+			adminServiceAckAlertHandler.ServeHTTP(w, r)
+		case AdminServiceResolveAlertProcedure:
+			adminServiceResolveAlertHandler.ServeHTTP(w, r)
+		case AdminServiceListDecisionsProcedure:
+			adminServiceListDecisionsHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -754,4 +858,20 @@ func (UnimplementedAdminServiceHandler) SetRevokeQuorum(context.Context, *connec
 
 func (UnimplementedAdminServiceHandler) AgentActivity(context.Context, *connect.Request[adminv1.AgentActivityRequest]) (*connect.Response[adminv1.AgentActivityResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("vigil.admin.v1.AdminService.AgentActivity is not implemented"))
+}
+
+func (UnimplementedAdminServiceHandler) ListAlerts(context.Context, *connect.Request[adminv1.ListAlertsRequest]) (*connect.Response[adminv1.ListAlertsResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("vigil.admin.v1.AdminService.ListAlerts is not implemented"))
+}
+
+func (UnimplementedAdminServiceHandler) AckAlert(context.Context, *connect.Request[adminv1.AckAlertRequest]) (*connect.Response[adminv1.AlertResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("vigil.admin.v1.AdminService.AckAlert is not implemented"))
+}
+
+func (UnimplementedAdminServiceHandler) ResolveAlert(context.Context, *connect.Request[adminv1.ResolveAlertRequest]) (*connect.Response[adminv1.AlertResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("vigil.admin.v1.AdminService.ResolveAlert is not implemented"))
+}
+
+func (UnimplementedAdminServiceHandler) ListDecisions(context.Context, *connect.Request[adminv1.ListDecisionsRequest]) (*connect.Response[adminv1.ListDecisionsResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("vigil.admin.v1.AdminService.ListDecisions is not implemented"))
 }

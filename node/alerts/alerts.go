@@ -1,0 +1,367 @@
+package alerts
+
+import (
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+// Status is where an alert is in its handling.
+type Status string
+
+const (
+	StatusOpen     Status = "open"
+	StatusAcked    Status = "acked"
+	StatusResolved Status = "resolved"
+)
+
+// ParseStatus reads open|acked|resolved.
+func ParseStatus(s string) (Status, error) {
+	switch Status(s) {
+	case StatusOpen, StatusAcked, StatusResolved:
+		return Status(s), nil
+	}
+	return "", fmt.Errorf("alerts: status %q is not one of open, acked, resolved", s)
+}
+
+// Alert is one stored alert.
+type Alert struct {
+	ID       string    `json:"id"`
+	Agent    string    `json:"agent"`
+	Model    string    `json:"model"` // engine.Alert.Model: "rule:…", "capability", "hst", "sequence:ngram", …
+	Score    float64   `json:"score"`
+	Evidence string    `json:"evidence"`
+	Time     time.Time `json:"time"`   // when the detector saw it
+	Action   string    `json:"action"` // alert, throttle, quarantine, revoke: what the rule or model asks for
+	Status   Status    `json:"status"`
+	// Shared is true when the alert was sent to the mesh as a signed anomaly signal.
+	Shared        bool      `json:"shared,omitempty"`
+	FalsePositive bool      `json:"false_positive,omitempty"`
+	AckedBy       string    `json:"acked_by,omitempty"`
+	AckedAt       time.Time `json:"acked_at,omitzero"`
+	ResolvedBy    string    `json:"resolved_by,omitempty"`
+	ResolvedAt    time.Time `json:"resolved_at,omitzero"`
+}
+
+// Query selects alerts: Agent exact ("" = all), Status ("" = all), at or after Since, the
+// newest Limit (0 = all), newest first.
+type Query struct {
+	Agent  string
+	Status Status
+	Since  time.Time
+	Limit  int
+}
+
+// Config configures a Store.
+type Config struct {
+	// MaxAlerts bounds the alerts kept; the oldest go first. Default 100,000.
+	MaxAlerts int
+	// MaxCheckpointBytes caps one stored checkpoint. Default 8 MiB (below the value-log file size).
+	MaxCheckpointBytes int
+}
+
+// DefaultConfig returns MaxAlerts 100,000 and MaxCheckpointBytes 8 MiB.
+func DefaultConfig() Config { return Config{MaxAlerts: 100_000, MaxCheckpointBytes: 8 << 20} }
+
+// Validate names the field that is wrong.
+func (c Config) Validate() error {
+	switch {
+	case c.MaxAlerts < 1 || c.MaxAlerts > 10_000_000:
+		return fmt.Errorf("alerts: MaxAlerts %d out of range [1, 10000000]", c.MaxAlerts)
+	case c.MaxCheckpointBytes < 1:
+		return fmt.Errorf("alerts: MaxCheckpointBytes %d must be positive", c.MaxCheckpointBytes)
+	}
+	return nil
+}
+
+// Errors.
+var (
+	ErrNotFound   = errors.New("alerts: no such alert")
+	ErrTransition = errors.New("alerts: status cannot move that way")
+)
+
+// Key layout: alerts under "a/" + 8-byte big-endian sequence (key order = age), checkpoints
+// under "c/" + name.
+var (
+	prefixAlert = []byte("a/")
+	prefixCkpt  = []byte("c/")
+)
+
+// Store holds alerts and checkpoints. Safe for concurrent use.
+type Store struct {
+	cfg Config
+	db  *badger.DB
+
+	mu     sync.Mutex // serialises Add and status changes
+	next   uint64     // sequence of the next alert
+	oldest uint64     // sequence of the oldest alert held (valid when count > 0)
+	count  int
+}
+
+// Open opens (creating) the store in dir.
+func Open(dir string, cfg Config) (*Store, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("alerts: %w", err)
+	}
+	opts := badger.DefaultOptions(dir).WithSyncWrites(true).WithLogger(nil).
+		WithMemTableSize(8 << 20).WithValueThreshold(64 << 10).WithNumMemtables(2).WithValueLogFileSize(16 << 20).
+		WithBlockCacheSize(4 << 20).WithNumCompactors(2).WithNumLevelZeroTables(2).
+		WithNumLevelZeroTablesStall(8).WithMetricsEnabled(false)
+	db, err := badger.Open(opts)
+	if err != nil {
+		return nil, fmt.Errorf("alerts: open %s: %w", dir, err)
+	}
+	s := &Store{cfg: cfg, db: db, next: 1}
+	err = db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefixAlert})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			seq, err := seqOf(it.Item().Key())
+			if err != nil {
+				return err
+			}
+			if s.count == 0 {
+				s.oldest = seq
+			}
+			s.count++
+			s.next = seq + 1
+		}
+		return nil
+	})
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Close closes the database.
+func (s *Store) Close() error { return s.db.Close() }
+
+// Len is the number of alerts held.
+func (s *Store) Len() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.count
+}
+
+func alertKey(seq uint64) []byte {
+	return binary.BigEndian.AppendUint64(append([]byte(nil), prefixAlert...), seq)
+}
+
+func seqOf(key []byte) (uint64, error) {
+	if len(key) != len(prefixAlert)+8 {
+		return 0, fmt.Errorf("alerts: malformed key %x", key)
+	}
+	return binary.BigEndian.Uint64(key[len(prefixAlert):]), nil
+}
+
+// ID is the public form of a sequence: 16 hex digits.
+func idOf(seq uint64) string { return fmt.Sprintf("%016x", seq) }
+
+func parseID(id string) (uint64, error) {
+	b, err := hex.DecodeString(id)
+	if err != nil || len(b) != 8 {
+		return 0, fmt.Errorf("%w: id %q is not 16 hex digits", ErrNotFound, id)
+	}
+	return binary.BigEndian.Uint64(b), nil
+}
+
+// Add stores a as a new open alert, assigning its ID, and drops the oldest alerts beyond
+// MaxAlerts.
+func (s *Store) Add(a Alert) (Alert, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	a.ID, a.Status = idOf(s.next), StatusOpen
+	v, err := json.Marshal(a)
+	if err != nil {
+		return Alert{}, fmt.Errorf("alerts: %w", err)
+	}
+	drop := s.count + 1 - s.cfg.MaxAlerts
+	err = s.db.Update(func(txn *badger.Txn) error {
+		if err := txn.Set(alertKey(s.next), v); err != nil {
+			return err
+		}
+		for i := 0; i < drop; i++ {
+			if err := txn.Delete(alertKey(s.oldest + uint64(i))); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return Alert{}, fmt.Errorf("alerts: add: %w", err)
+	}
+	if s.count == 0 {
+		s.oldest = s.next
+	}
+	s.next++
+	s.count++
+	if drop > 0 {
+		s.oldest += uint64(drop)
+		s.count -= drop
+	}
+	return a, nil
+}
+
+func decode(key, v []byte) (Alert, error) {
+	var a Alert
+	if err := json.Unmarshal(v, &a); err != nil {
+		return Alert{}, fmt.Errorf("alerts: record %x does not decode: %w", key, err)
+	}
+	return a, nil
+}
+
+// Get returns the alert with id.
+func (s *Store) Get(id string) (Alert, error) {
+	seq, err := parseID(id)
+	if err != nil {
+		return Alert{}, err
+	}
+	var a Alert
+	err = s.db.View(func(txn *badger.Txn) error {
+		it, err := txn.Get(alertKey(seq))
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return fmt.Errorf("%w: %s", ErrNotFound, id)
+		}
+		if err != nil {
+			return err
+		}
+		return it.Value(func(v []byte) error { a, err = decode(it.Key(), v); return err })
+	})
+	return a, err
+}
+
+// List returns the alerts q selects, newest first.
+func (s *Store) List(q Query) ([]Alert, error) {
+	out := []Alert{}
+	err := s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefixAlert, Reverse: true, PrefetchValues: true})
+		defer it.Close()
+		seek := append(append([]byte(nil), prefixAlert...), 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff)
+		for it.Seek(seek); it.Valid(); it.Next() {
+			var a Alert
+			err := it.Item().Value(func(v []byte) error {
+				var err error
+				a, err = decode(it.Item().Key(), v)
+				return err
+			})
+			if err != nil {
+				return err
+			}
+			if !q.Since.IsZero() && a.Time.Before(q.Since) {
+				continue
+			}
+			if (q.Agent != "" && a.Agent != q.Agent) || (q.Status != "" && a.Status != q.Status) {
+				continue
+			}
+			out = append(out, a)
+			if q.Limit > 0 && len(out) >= q.Limit {
+				break
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
+func (s *Store) update(id string, change func(*Alert) error) (Alert, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	a, err := s.Get(id)
+	if err != nil {
+		return Alert{}, err
+	}
+	if err := change(&a); err != nil {
+		return Alert{}, err
+	}
+	seq, _ := parseID(id)
+	v, err := json.Marshal(a)
+	if err != nil {
+		return Alert{}, fmt.Errorf("alerts: %w", err)
+	}
+	if err := s.db.Update(func(txn *badger.Txn) error { return txn.Set(alertKey(seq), v) }); err != nil {
+		return Alert{}, fmt.Errorf("alerts: update %s: %w", id, err)
+	}
+	return a, nil
+}
+
+// Ack marks an open alert acknowledged by who at now.
+func (s *Store) Ack(id, who string, now time.Time) (Alert, error) {
+	return s.update(id, func(a *Alert) error {
+		if a.Status != StatusOpen {
+			return fmt.Errorf("%w: alert %s is %s, only an open alert can be acknowledged", ErrTransition, id, a.Status)
+		}
+		a.Status, a.AckedBy, a.AckedAt = StatusAcked, who, now.UTC()
+		return nil
+	})
+}
+
+// Resolve marks an open or acknowledged alert resolved by who at now, and records whether it
+// was a false positive.
+func (s *Store) Resolve(id, who string, falsePositive bool, now time.Time) (Alert, error) {
+	return s.update(id, func(a *Alert) error {
+		if a.Status == StatusResolved {
+			return fmt.Errorf("%w: alert %s is already resolved (by %s)", ErrTransition, id, a.ResolvedBy)
+		}
+		a.Status, a.ResolvedBy, a.ResolvedAt, a.FalsePositive = StatusResolved, who, now.UTC(), falsePositive
+		return nil
+	})
+}
+
+// MarkShared records that the alert was sent to the mesh as a signal.
+func (s *Store) MarkShared(id string) error {
+	_, err := s.update(id, func(a *Alert) error { a.Shared = true; return nil })
+	return err
+}
+
+// PutCheckpoint stores (replacing) the checkpoint named name.
+func (s *Store) PutCheckpoint(name string, data []byte) error {
+	if len(data) > s.cfg.MaxCheckpointBytes {
+		return fmt.Errorf("alerts: checkpoint %q is %d bytes, more than MaxCheckpointBytes %d", name, len(data), s.cfg.MaxCheckpointBytes)
+	}
+	return s.db.Update(func(txn *badger.Txn) error {
+		return txn.Set(append(append([]byte(nil), prefixCkpt...), name...), data)
+	})
+}
+
+// DeleteCheckpoint removes the checkpoint named name, if any.
+func (s *Store) DeleteCheckpoint(name string) error {
+	return s.db.Update(func(txn *badger.Txn) error {
+		return txn.Delete(append(append([]byte(nil), prefixCkpt...), name...))
+	})
+}
+
+// Checkpoints calls fn with every stored checkpoint, in name order. A checkpoint larger than
+// MaxCheckpointBytes fails the walk with an error naming it; an error from fn stops it.
+func (s *Store) Checkpoints(fn func(name string, data []byte) error) error {
+	return s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefixCkpt})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			item := it.Item()
+			name := string(item.Key()[len(prefixCkpt):])
+			if item.ValueSize() > int64(s.cfg.MaxCheckpointBytes) {
+				return fmt.Errorf("alerts: checkpoint %q is %d bytes, more than MaxCheckpointBytes %d", name, item.ValueSize(), s.cfg.MaxCheckpointBytes)
+			}
+			v, err := item.ValueCopy(nil)
+			if err != nil {
+				return err
+			}
+			if err := fn(name, v); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
