@@ -577,9 +577,11 @@ func (m *Mesh) Close() error {
 	if m.closed.Swap(true) {
 		return nil
 	}
-	err := m.ml.Shutdown()
+	// Stop our own loops first: they call into memberlist (LocalNode, Members), which must
+	// not happen after its Shutdown.
 	close(m.done)
 	m.wg.Wait()
+	err := m.ml.Shutdown()
 	if err != nil {
 		return fmt.Errorf("gossip: shutdown: %w", err)
 	}
