@@ -31,8 +31,11 @@ threat_detection:
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Interval != 2*time.Second || cfg.Rules == nil || cfg.Rules.Len() != 2 || cfg.Metric != nil {
+	if cfg.Interval != 2*time.Second || cfg.Rules == nil || cfg.Rules.Len() != 2 || cfg.Metric == nil {
 		t.Fatalf("config: interval %v rules %v metric %v", cfg.Interval, cfg.Rules, cfg.Metric != nil)
+	}
+	if m, err := cfg.Metric("cpu_usage"); err != nil || m.Algorithm() != "ewma" {
+		t.Fatalf("metric model: %v %v", m, err)
 	}
 	v, err := cfg.Vector()
 	if err != nil || v.Algorithm() != "rrcf" {
@@ -41,8 +44,8 @@ threat_detection:
 	if seq == nil || seq.Algorithm() != "ngram" || cfg.Sequence != seq {
 		t.Fatalf("sequence model: %v", seq)
 	}
-	// ewma is not in the catalog yet; hst is a second vector model.
-	if len(warned) != 2 {
+	// hst is a second vector model: skipped with a warning.
+	if len(warned) != 1 {
 		t.Fatalf("warnings: %q", warned)
 	}
 	if _, err := engine.New(cfg); err != nil {
