@@ -81,6 +81,10 @@ var MethodRoles = map[string][]Role{
 	adminv1connect.AdminServiceSetRevokeQuorumProcedure:      writers,
 
 	adminv1connect.AdminServiceAgentActivityProcedure: readers,
+
+	// The gossip keyring: operators only (a node identity may not rotate it).
+	adminv1connect.AdminServiceGossipKeysProcedure:      readers,
+	adminv1connect.AdminServiceChangeGossipKeyProcedure: writers,
 }
 
 // Allowed reports whether role may call procedure, from MethodRoles.

@@ -21,6 +21,11 @@ type Config struct {
 	// the RPC answers Unimplemented.
 	Activity func(telemetry.Query) []telemetry.Record
 
+	// Gossip answers the gossip columns of ListMembers and the keyring methods (GossipKeys,
+	// ChangeGossipKey). Nil when gossip is off: members show gossip_state "off" and the keyring
+	// methods answer FailedPrecondition.
+	Gossip GossipBackend
+
 	// Logger receives the server's structured logs. Default slog.Default().
 	Logger *slog.Logger
 

@@ -104,6 +104,11 @@ const (
 	// AdminServiceAgentActivityProcedure is the fully-qualified name of the AdminService's
 	// AgentActivity RPC.
 	AdminServiceAgentActivityProcedure = "/vigil.admin.v1.AdminService/AgentActivity"
+	// AdminServiceGossipKeysProcedure is the fully-qualified name of the AdminService's GossipKeys RPC.
+	AdminServiceGossipKeysProcedure = "/vigil.admin.v1.AdminService/GossipKeys"
+	// AdminServiceChangeGossipKeyProcedure is the fully-qualified name of the AdminService's
+	// ChangeGossipKey RPC.
+	AdminServiceChangeGossipKeyProcedure = "/vigil.admin.v1.AdminService/ChangeGossipKey"
 )
 
 // AdminServiceClient is a client for the vigil.admin.v1.AdminService service.
@@ -135,6 +140,11 @@ type AdminServiceClient interface {
 	// Agent activity: this node's telemetry (what its own agents sent, received, were refused and
 	// reported), not the replicated registry. Operators only.
 	AgentActivity(context.Context, *connect.Request[adminv1.AgentActivityRequest]) (*connect.Response[adminv1.AgentActivityResponse], error)
+	// Gossip keyring (like consul keyring): list the keys every reachable node holds, and
+	// install / use / remove a key on the answering node and every other admitted node.
+	// Operators only. Keys are never returned, only their fingerprints.
+	GossipKeys(context.Context, *connect.Request[adminv1.GossipKeysRequest]) (*connect.Response[adminv1.GossipKeysResponse], error)
+	ChangeGossipKey(context.Context, *connect.Request[adminv1.ChangeGossipKeyRequest]) (*connect.Response[adminv1.ChangeGossipKeyResponse], error)
 }
 
 // NewAdminServiceClient constructs a client for the vigil.admin.v1.AdminService service. By
@@ -286,6 +296,18 @@ func NewAdminServiceClient(httpClient connect.HTTPClient, baseURL string, opts .
 			connect.WithSchema(adminServiceMethods.ByName("AgentActivity")),
 			connect.WithClientOptions(opts...),
 		),
+		gossipKeys: connect.NewClient[adminv1.GossipKeysRequest, adminv1.GossipKeysResponse](
+			httpClient,
+			baseURL+AdminServiceGossipKeysProcedure,
+			connect.WithSchema(adminServiceMethods.ByName("GossipKeys")),
+			connect.WithClientOptions(opts...),
+		),
+		changeGossipKey: connect.NewClient[adminv1.ChangeGossipKeyRequest, adminv1.ChangeGossipKeyResponse](
+			httpClient,
+			baseURL+AdminServiceChangeGossipKeyProcedure,
+			connect.WithSchema(adminServiceMethods.ByName("ChangeGossipKey")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -314,6 +336,8 @@ type adminServiceClient struct {
 	setAutomatedResponse *connect.Client[adminv1.SignedCommand, adminv1.WriteResponse]
 	setRevokeQuorum      *connect.Client[adminv1.SignedCommand, adminv1.WriteResponse]
 	agentActivity        *connect.Client[adminv1.AgentActivityRequest, adminv1.AgentActivityResponse]
+	gossipKeys           *connect.Client[adminv1.GossipKeysRequest, adminv1.GossipKeysResponse]
+	changeGossipKey      *connect.Client[adminv1.ChangeGossipKeyRequest, adminv1.ChangeGossipKeyResponse]
 }
 
 // Status calls vigil.admin.v1.AdminService.Status.
@@ -431,6 +455,16 @@ func (c *adminServiceClient) AgentActivity(ctx context.Context, req *connect.Req
 	return c.agentActivity.CallUnary(ctx, req)
 }
 
+// GossipKeys calls vigil.admin.v1.AdminService.GossipKeys.
+func (c *adminServiceClient) GossipKeys(ctx context.Context, req *connect.Request[adminv1.GossipKeysRequest]) (*connect.Response[adminv1.GossipKeysResponse], error) {
+	return c.gossipKeys.CallUnary(ctx, req)
+}
+
+// ChangeGossipKey calls vigil.admin.v1.AdminService.ChangeGossipKey.
+func (c *adminServiceClient) ChangeGossipKey(ctx context.Context, req *connect.Request[adminv1.ChangeGossipKeyRequest]) (*connect.Response[adminv1.ChangeGossipKeyResponse], error) {
+	return c.changeGossipKey.CallUnary(ctx, req)
+}
+
 // AdminServiceHandler is an implementation of the vigil.admin.v1.AdminService service.
 type AdminServiceHandler interface {
 	// Reads.
@@ -460,6 +494,11 @@ type AdminServiceHandler interface {
 	// Agent activity: this node's telemetry (what its own agents sent, received, were refused and
 	// reported), not the replicated registry. Operators only.
 	AgentActivity(context.Context, *connect.Request[adminv1.AgentActivityRequest]) (*connect.Response[adminv1.AgentActivityResponse], error)
+	// Gossip keyring (like consul keyring): list the keys every reachable node holds, and
+	// install / use / remove a key on the answering node and every other admitted node.
+	// Operators only. Keys are never returned, only their fingerprints.
+	GossipKeys(context.Context, *connect.Request[adminv1.GossipKeysRequest]) (*connect.Response[adminv1.GossipKeysResponse], error)
+	ChangeGossipKey(context.Context, *connect.Request[adminv1.ChangeGossipKeyRequest]) (*connect.Response[adminv1.ChangeGossipKeyResponse], error)
 }
 
 // NewAdminServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -607,6 +646,18 @@ func NewAdminServiceHandler(svc AdminServiceHandler, opts ...connect.HandlerOpti
 		connect.WithSchema(adminServiceMethods.ByName("AgentActivity")),
 		connect.WithHandlerOptions(opts...),
 	)
+	adminServiceGossipKeysHandler := connect.NewUnaryHandler(
+		AdminServiceGossipKeysProcedure,
+		svc.GossipKeys,
+		connect.WithSchema(adminServiceMethods.ByName("GossipKeys")),
+		connect.WithHandlerOptions(opts...),
+	)
+	adminServiceChangeGossipKeyHandler := connect.NewUnaryHandler(
+		AdminServiceChangeGossipKeyProcedure,
+		svc.ChangeGossipKey,
+		connect.WithSchema(adminServiceMethods.ByName("ChangeGossipKey")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/vigil.admin.v1.AdminService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case AdminServiceStatusProcedure:
@@ -655,6 +706,10 @@ func NewAdminServiceHandler(svc AdminServiceHandler, opts ...connect.HandlerOpti
 			adminServiceSetRevokeQuorumHandler.ServeHTTP(w, r)
 		case AdminServiceAgentActivityProcedure:
 			adminServiceAgentActivityHandler.ServeHTTP(w, r)
+		case AdminServiceGossipKeysProcedure:
+			adminServiceGossipKeysHandler.ServeHTTP(w, r)
+		case AdminServiceChangeGossipKeyProcedure:
+			adminServiceChangeGossipKeyHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -754,4 +809,12 @@ func (UnimplementedAdminServiceHandler) SetRevokeQuorum(context.Context, *connec
 
 func (UnimplementedAdminServiceHandler) AgentActivity(context.Context, *connect.Request[adminv1.AgentActivityRequest]) (*connect.Response[adminv1.AgentActivityResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("vigil.admin.v1.AdminService.AgentActivity is not implemented"))
+}
+
+func (UnimplementedAdminServiceHandler) GossipKeys(context.Context, *connect.Request[adminv1.GossipKeysRequest]) (*connect.Response[adminv1.GossipKeysResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("vigil.admin.v1.AdminService.GossipKeys is not implemented"))
+}
+
+func (UnimplementedAdminServiceHandler) ChangeGossipKey(context.Context, *connect.Request[adminv1.ChangeGossipKeyRequest]) (*connect.Response[adminv1.ChangeGossipKeyResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("vigil.admin.v1.AdminService.ChangeGossipKey is not implemented"))
 }
