@@ -191,6 +191,9 @@ func (n *Node) serveAdmin(cons *consensus.Node) error {
 	ac.Key, ac.Logger = n.key, n.log
 	ac.Metrics = n.metrics.reg
 	ac.Activity = n.telemetry.Query
+	if n.gossip != nil {
+		ac.Gossip = n.gossip // gossip_keys.go: member states and the keyring methods
+	}
 	n.admin = admin.NewServer(revocationGossip{cons, n}, ac)
 	n.closers = append(n.closers, n.admin.Close)
 	ln, err := net.Listen("tcp", n.cfg.Listen.Admin)
