@@ -51,6 +51,8 @@ var expected = map[string]string{
 	"SetAutomatedResponse": "operator operator2 unix",
 	"SetRevokeQuorum":      "operator operator2 unix",
 	"AgentActivity":        "operator operator2 unix",
+	"GossipKeys":           "operator operator2 unix",
+	"ChangeGossipKey":      "operator operator2 unix",
 }
 
 // roleOfCaller is the role each matrix caller has on the server.

@@ -60,6 +60,7 @@ type env struct {
 	revoked  identity.PrivateKey // key of the revoked agent "gone"
 	hashWant string
 	activity *telemetry.Buffer // the telemetry AgentActivity answers from
+	keyring  *keyringBackend   // the gossip backend of the keyring methods
 }
 
 func newEnv(t testing.TB) *env {
@@ -105,6 +106,8 @@ func newEnv(t testing.TB) *env {
 	acfg.Key, acfg.Logger = e.nodeKey, testLogger(t)
 	e.activity = telemetry.New(16)
 	acfg.Activity = e.activity.Query
+	e.keyring = newKeyringBackend(t, e.nodeKey.ID())
+	acfg.Gossip = e.keyring
 	e.srv = admin.NewServer(e.node, acfg)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -193,6 +196,12 @@ func call(ctx context.Context, c client.Client, method string, cmd []byte) error
 		_, err = c.GetPolicy(ctx, connect.NewRequest(&adminv1.GetPolicyRequest{}))
 	case "AgentActivity":
 		_, err = c.AgentActivity(ctx, connect.NewRequest(&adminv1.AgentActivityRequest{Agent: "good"}))
+	case "GossipKeys":
+		_, err = c.GossipKeys(ctx, connect.NewRequest(&adminv1.GossipKeysRequest{}))
+	case "ChangeGossipKey":
+		key := make([]byte, 32)
+		_, _ = rand.Read(key)
+		_, err = c.ChangeGossipKey(ctx, connect.NewRequest(&adminv1.ChangeGossipKeyRequest{Op: "install", Key: key}))
 	case "RegisterAgent":
 		_, err = c.RegisterAgent(ctx, sc)
 	case "RevokeAgent":
@@ -235,7 +244,9 @@ var writeOrder = []string{"RegisterAgent", "QuarantineAgent", "ReleaseAgent", "R
 	"RotateAgentKey", "RevokeAgent", "ReinstateAgent", "AddOperator", "RemoveOperator",
 	"SetThreshold", "AdmitNode", "RemoveNode", "ApplyPolicy", "SetAutomatedResponse", "SetRevokeQuorum"}
 
-var readMethods = []string{"Status", "ListMembers", "ListAgents", "GetAgent", "ListOperators", "Audit", "GetPolicy", "AgentActivity"}
+// readMethods: the methods that take no signed command (ChangeGossipKey installs a fresh key).
+var readMethods = []string{"Status", "ListMembers", "ListAgents", "GetAgent", "ListOperators", "Audit", "GetPolicy", "AgentActivity",
+	"GossipKeys", "ChangeGossipKey"}
 
 // payloadFor returns a payload for method about subject that the registry accepts now, given
 // the writeOrder sequence for that subject so far.
