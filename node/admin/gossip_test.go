@@ -2,8 +2,8 @@ package admin_test
 
 import (
 	"context"
-	"errors"
 	"crypto/rand"
+	"errors"
 	"path/filepath"
 	"strings"
 	"sync"
