@@ -199,7 +199,7 @@ func newMembersCmd() *cobra.Command {
 				self = st.Msg.NodeId
 			}
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "NAME\tID\tSITE\tRAFT\tLEADER\tLAST CONTACT\tGOSSIP")
+			fmt.Fprintln(tw, "NAME\tID\tSITE\tRAFT\tLEADER\tGOSSIP\tLAST CONTACT")
 			for _, m := range resp.Msg.Members {
 				raftRole := m.Suffrage
 				if !m.InRaft {
@@ -211,9 +211,9 @@ func newMembersCmd() *cobra.Command {
 				}
 				gossipState := m.GossipState
 				if gossipState == "" {
-					gossipState = "unknown" // not (yet) seen by the answering node's mesh
+					gossipState = "-" // not (yet) seen by the answering node's mesh
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.Name, m.Id, m.Site, raftRole, leader, lastContact(m, self), gossipState)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.Name, m.Id, m.Site, raftRole, leader, gossipState, lastContact(m, self))
 			}
 			return tw.Flush()
 		},
