@@ -14,8 +14,9 @@ import (
 
 // Keyring files: one base64 AES key (16, 24 or 32 bytes) per line, the first one primary;
 // blank lines and lines starting with # are ignored. Every node of a mesh holds the same file.
-// Rotation (docs/gossip.md): add the new key as a second line on every node and restart or
-// Keyring().AddKey; then make it first (UseKey); then remove the old line (RemoveKey).
+// Rotation (docs/gossip.md): Mesh.InstallKey the new key on every node, then UseKey it, then
+// RemoveKey the old one; each rewrites the file (WriteKeyring, atomically). The node package runs
+// each step on every admitted node (vigil gossip keys).
 const (
 	maxKeyringFile = 16 << 10
 	maxKeyringKeys = 16
