@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -157,7 +158,9 @@ func (l *gossipLayer) askKeyring(ctx context.Context, p peer.ID, addrs []string,
 	return strings.Split(string(body), ","), nil
 }
 
-// fanOut runs op on this node's result self, then on every other admitted node in parallel.
+// fanOut returns self (this node's result) followed by the answers of every other admitted node
+// (asked in parallel), sorted by node ID. An installed key travels only inside libp2p's
+// encrypted, mutually authenticated connection to a node the registry admits.
 func (l *gossipLayer) fanOut(ctx context.Context, self admin.KeyringResult, op byte, arg []byte) []admin.KeyringResult {
 	var nodes []identity.Node
 	l.n.consensusNode().Read(func(r *identity.Registry) { nodes = r.Nodes() })
@@ -180,6 +183,7 @@ func (l *gossipLayer) fanOut(ctx context.Context, self admin.KeyringResult, op b
 		}()
 	}
 	wg.Wait()
+	slices.SortFunc(out[1:], func(a, b admin.KeyringResult) int { return strings.Compare(a.Node.String(), b.Node.String()) })
 	return out
 }
 
