@@ -11,6 +11,14 @@ import (
 // ErrNoKeyring: the mesh runs in plaintext (no keyring), so there is nothing to rotate.
 var ErrNoKeyring = errors.New("gossip: this node runs without a keyring (gossip.keyring is empty); restart it with one to encrypt and rotate")
 
+// ErrKeyringRefused: a keyring change that does not apply to the current keyring (bad key,
+// unknown fingerprint, the primary key, a full keyring). Nothing was changed.
+var ErrKeyringRefused = errors.New("keyring change refused")
+
+func refuse(field, format string, args ...any) error {
+	return fmt.Errorf("gossip: %s: %s: %w", field, fmt.Sprintf(format, args...), ErrKeyringRefused)
+}
+
 // KeyFingerprints returns the fingerprints (KeyFingerprint) of the keyring's keys, the primary
 // first; nil in plaintext.
 func (m *Mesh) KeyFingerprints() []string {
@@ -28,7 +36,7 @@ func (m *Mesh) KeyFingerprints() []string {
 // (WriteKeyring: atomic) so a restart keeps it. Installing a key already held changes nothing.
 func (m *Mesh) InstallKey(key []byte, path string) error {
 	if !ValidKeyLen(len(key)) {
-		return configErr("key", "%d bytes, want 16, 24 or 32", len(key))
+		return refuse("key", "%d bytes, want 16, 24 or 32", len(key))
 	}
 	return m.changeKeyring(path, func(kr *memberlist.Keyring, keys [][]byte) ([][]byte, func() error, error) {
 		for _, k := range keys {
@@ -37,7 +45,7 @@ func (m *Mesh) InstallKey(key []byte, path string) error {
 			}
 		}
 		if len(keys) >= maxKeyringKeys {
-			return nil, nil, configErr("key", "the keyring holds %d keys already (max %d): remove one first", len(keys), maxKeyringKeys)
+			return nil, nil, refuse("key", "the keyring holds %d keys already (max %d): remove one first", len(keys), maxKeyringKeys)
 		}
 		return append(keys, key), func() error { return kr.AddKey(key) }, nil
 	})
@@ -49,7 +57,7 @@ func (m *Mesh) UseKey(fp, path string) error {
 	return m.changeKeyring(path, func(kr *memberlist.Keyring, keys [][]byte) ([][]byte, func() error, error) {
 		i := indexOfFingerprint(keys, fp)
 		if i < 0 {
-			return nil, nil, configErr("fingerprint", "no installed key has fingerprint %s (install it first)", fp)
+			return nil, nil, refuse("fingerprint", "no installed key has fingerprint %s (install it first)", fp)
 		}
 		if i == 0 {
 			return keys, nil, nil
@@ -67,9 +75,9 @@ func (m *Mesh) RemoveKey(fp, path string) error {
 		i := indexOfFingerprint(keys, fp)
 		switch {
 		case i < 0:
-			return nil, nil, configErr("fingerprint", "no installed key has fingerprint %s", fp)
+			return nil, nil, refuse("fingerprint", "no installed key has fingerprint %s", fp)
 		case i == 0:
-			return nil, nil, configErr("fingerprint", "%s is the primary key: make another key primary (use) before removing it", fp)
+			return nil, nil, refuse("fingerprint", "%s is the primary key: make another key primary (use) before removing it", fp)
 		}
 		key := keys[i]
 		out := append(append([][]byte{}, keys[:i]...), keys[i+1:]...)

@@ -59,7 +59,7 @@ func TestMeshKeyringOps(t *testing.T) {
 		{m.UseKey("0123456789abcdef", path), "no installed key"},
 		{m.RemoveKey(fa, path), "primary key"},
 	} {
-		if !errors.Is(tc.err, ErrInvalidConfig) || !strings.Contains(tc.err.Error(), tc.want) {
+		if !errors.Is(tc.err, ErrKeyringRefused) || !strings.Contains(tc.err.Error(), tc.want) {
 			t.Errorf("want %q, got %v", tc.want, tc.err)
 		}
 	}
