@@ -43,6 +43,18 @@ const (
 	keyringTimeout     = 10 * time.Second
 )
 
+func keyringOpName(op byte) string {
+	for name, o := range keyringOps {
+		if o == op {
+			return name
+		}
+	}
+	if op == keyringOpList {
+		return "list"
+	}
+	return fmt.Sprintf("unknown(%d)", op)
+}
+
 var keyringOps = map[string]byte{admin.KeyringInstall: keyringOpInstall, admin.KeyringUse: keyringOpUse, admin.KeyringRemove: keyringOpRemove}
 
 // applyKeyring applies one operation to this node's keyring (and its file).
@@ -91,7 +103,7 @@ func (l *gossipLayer) serveKeyring() {
 		}
 		err = l.applyKeyring(hdr[0], arg)
 		if hdr[0] != keyringOpList {
-			l.n.log.Info("node: gossip keyring changed by a peer", "op", hdr[0], "from", id.String(), "err", err)
+			l.n.log.Info("node: gossip keyring change from a peer", "op", keyringOpName(hdr[0]), "from", id.String(), "err", err)
 		}
 		writeKeyringReply(s, err, l.mesh.KeyFingerprints())
 	})

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -269,6 +270,19 @@ func TestGossipKeyRefused(t *testing.T) {
 		_, _ = s.Write(append([]byte{keyringOpInstall, byte(len(newKey))}, newKey...))
 		if n, err := s.Read(make([]byte, 16)); err == nil || n > 0 {
 			t.Errorf("an agent's keyring stream was answered (%d bytes, %v)", n, err)
+		}
+	}
+	// An admitted node that sends an argument over the cap, or an unknown op, is refused.
+	for _, frame := range [][]byte{append([]byte{keyringOpInstall, 200}, make([]byte, 200)...), {9, 0}} {
+		s, err := c.nodes[1].Host().NewStream(ctx, c.nodes[0].Host().ID(), KeyringProtocol)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = s.Write(frame)
+		reply, _ := io.ReadAll(io.LimitReader(s, 1024))
+		s.Close()
+		if len(reply) < 3 || reply[0] != 1 || !(strings.Contains(string(reply), "max 64") || strings.Contains(string(reply), "unknown op")) {
+			t.Errorf("frame % x...: reply %q", frame[:2], reply)
 		}
 	}
 	for i := range c.nodes {
