@@ -118,6 +118,13 @@ func TestGossipKeysCommands(t *testing.T) {
 	if code != exitOK || !strings.Contains(out, "GOSSIP") || !strings.Contains(out, "alive") {
 		t.Fatalf("members: %d %s", code, out)
 	}
+	out, code = runAdmin(t, append([]string{"members", "-o", "json"}, flags...)...)
+	var ms struct {
+		Members []struct{ Name, GossipState string }
+	}
+	if code != exitOK || json.Unmarshal([]byte(out), &ms) != nil || len(ms.Members) != 1 || ms.Members[0].GossipState != "alive" {
+		t.Fatalf("members -o json: %d %s", code, out)
+	}
 	out, code = runAdmin(t, append([]string{"gossip", "keys", "list"}, flags...)...)
 	if code != exitOK || !strings.Contains(out, oldFP) || !strings.Contains(out, "1/1") {
 		t.Fatalf("list: %d %s", code, out)

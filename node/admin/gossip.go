@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strings"
 
 	"connectrpc.com/connect"
 
@@ -94,15 +95,7 @@ func (v *service) GossipKeys(ctx context.Context, _ *connect.Request[adminv1.Gos
 			}
 		}
 	}
-	slices.SortFunc(out.Keys, func(a, b *adminv1.GossipKey) int {
-		if a.Fingerprint < b.Fingerprint {
-			return -1
-		}
-		if a.Fingerprint > b.Fingerprint {
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(out.Keys, func(a, b *adminv1.GossipKey) int { return strings.Compare(a.Fingerprint, b.Fingerprint) })
 	return connect.NewResponse(out), nil
 }
 
