@@ -134,8 +134,12 @@ the operator key file, as in every admin command) or draw a new AES-256 key with
 			if err != nil {
 				return adminCall("gossip keys install", err)
 			}
-			if generate && f.output != "json" {
-				fmt.Fprintf(cmd.OutOrStdout(), "generated key (keep it secret): %s\n", base64.StdEncoding.EncodeToString(key))
+			if generate { // on stderr with --output json, so stdout stays one JSON document
+				w := cmd.OutOrStdout()
+				if f.output == "json" {
+					w = cmd.ErrOrStderr()
+				}
+				fmt.Fprintf(w, "generated key (keep it secret): %s\n", base64.StdEncoding.EncodeToString(key))
 			}
 			return printKeyChange(cmd, f, "install", gossip.KeyFingerprint(key), resp.Msg)
 		},

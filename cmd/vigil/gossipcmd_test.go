@@ -142,10 +142,14 @@ func TestGossipKeysCommands(t *testing.T) {
 			Fingerprints []string
 		}
 	}
-	if code != exitOK || json.Unmarshal([]byte(out), &inst) != nil || len(inst.Nodes) != 1 || len(inst.Nodes[0].Fingerprints) != 3 {
+	genLine, doc, _ := strings.Cut(out, "\n") // runAdmin merges stderr (the key) and stdout
+	if code != exitOK || !strings.HasPrefix(genLine, "generated key") || json.Unmarshal([]byte(doc), &inst) != nil || len(inst.Nodes) != 1 || len(inst.Nodes[0].Fingerprints) != 3 {
 		t.Fatalf("install --generate: %d %s", code, out)
 	}
 	genFP := inst.Nodes[0].Fingerprints[2]
+	if k, err := parseGossipKey(strings.TrimPrefix(genLine, "generated key (keep it secret): ")); err != nil || gossip.KeyFingerprint(k) != genFP {
+		t.Fatalf("the printed key is not the installed one: %q %v", genLine, err)
+	}
 	out, code = runAdmin(t, append([]string{"gossip", "keys", "use", base64.StdEncoding.EncodeToString(newKey)}, flags...)...)
 	if code != exitOK || !strings.Contains(out, newFP+",") {
 		t.Fatalf("use: %d %s", code, out)
