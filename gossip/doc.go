@@ -15,6 +15,8 @@
 //	m.Join([]string{"10.0.0.5:7946"})
 //	m.PublishSignal(sig)        // sig signed by nodeKey (identity.Signal.Sign)
 //	m.PublishRevocation(raw)    // a committed RevokeAgent / AutoRevokeAgent, canonical bytes
+//	m.InstallKey(newKey, keyringPath) // rotation: InstallKey, UseKey, RemoveKey (by fingerprint)
+//	m.MemberStates()                  // node ID → "alive" / "dead"
 //	defer m.Close()
 //
 // Invariants:
@@ -32,6 +34,9 @@
 //     256 KiB), one token bucket per admitted reporter.
 //   - OnSignal and OnRevocation run on one goroutine, in arrival order; Close stops it and every
 //     other goroutine of the mesh, and is idempotent.
+//   - Keyring changes (InstallKey, UseKey, RemoveKey) write the keyring file atomically before
+//     memberlist's keyring changes, and put the file back if memberlist refuses; the primary key
+//     is never removed. Keys are named outside the process only by KeyFingerprint.
 //   - MemNetwork (memnet.go) is the in-memory twin of the network for tests and sim/: it never
 //     blocks a sender, so failure detection works on it.
 package gossip

@@ -2,7 +2,9 @@ package gossip
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"os"
@@ -12,8 +14,9 @@ import (
 
 // Keyring files: one base64 AES key (16, 24 or 32 bytes) per line, the first one primary;
 // blank lines and lines starting with # are ignored. Every node of a mesh holds the same file.
-// Rotation (docs/gossip.md): add the new key as a second line on every node and restart or
-// Keyring().AddKey; then make it first (UseKey); then remove the old line (RemoveKey).
+// Rotation (docs/gossip.md): Mesh.InstallKey the new key on every node, then UseKey it, then
+// RemoveKey the old one; each rewrites the file (WriteKeyring, atomically). The node package runs
+// each step on every admitted node (vigil gossip keys).
 const (
 	maxKeyringFile = 16 << 10
 	maxKeyringKeys = 16
@@ -45,11 +48,55 @@ func WriteKeyring(path string, keys [][]byte) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return fmt.Errorf("gossip: keyring %s: %w", path, err)
 	}
-	if err := os.WriteFile(path, b.Bytes(), 0o600); err != nil {
+	if err := writeAtomic(path, b.Bytes()); err != nil {
 		return fmt.Errorf("gossip: keyring %s: %w", path, err)
 	}
 	return nil
 }
+
+// writeAtomic replaces path with data: a temporary file in the same folder, fsynced, renamed
+// over path, then the folder fsynced, so a crash leaves the old file or the new one.
+func writeAtomic(path string, data []byte) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp) // after a successful rename there is nothing left to remove
+	if err := f.Chmod(0o600); err != nil {
+		f.Close()
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	if d, err := os.Open(filepath.Dir(path)); err == nil {
+		_ = d.Sync()
+		d.Close()
+	}
+	return nil
+}
+
+// KeyFingerprint names a keyring key without revealing it: the first 8 bytes of its SHA-256,
+// hex (16 characters).
+func KeyFingerprint(key []byte) string {
+	h := sha256.Sum256(key)
+	return hex.EncodeToString(h[:8])
+}
+
+// ValidKeyLen reports whether n is an AES key length (16, 24 or 32 bytes).
+func ValidKeyLen(n int) bool { return n == 16 || n == 24 || n == 32 }
 
 // LoadKeyring reads a keyring file. Errors name the file and line.
 func LoadKeyring(path string) ([][]byte, error) {

@@ -79,6 +79,9 @@ type Mesh struct {
 	recent  []recentRev // revocations still valid, for anti-entropy (guarded by mu)
 	keyring *memberlist.Keyring
 	evict   *evictTransport
+	states  *stateTracker // departed members, for MemberStates
+
+	rotateMu sync.Mutex // serialises keyring operations (the file and memberlist's keyring change together)
 }
 
 // recentRev is a revocation envelope kept for push/pull anti-entropy until it expires.
@@ -140,6 +143,8 @@ func Start(cfg Config) (*Mesh, error) {
 	mc.Delegate = (*delegate)(m)
 	mc.Alive = (*delegate)(m)
 	mc.Merge = (*delegate)(m)
+	m.states = &stateTracker{cid: cfg.ClusterID}
+	mc.Events = m.states
 	mc.Logger = log.New(slogWriter{cfg.Logger}, "", 0)
 	if len(cfg.Keyring) > 0 {
 		kr, err := memberlist.NewKeyring(cfg.Keyring, cfg.Keyring[0])

@@ -114,6 +114,7 @@ func (n *Node) startGossip(cluster identity.ClusterID) error {
 	}
 	n.gossip = l
 	n.closers = append(n.closers, l.close)
+	l.serveKeyring()
 	n.metrics.reg.MustRegister(&gossipCollector{l})
 	if len(cfg.Join) > 0 {
 		l.wg.Add(1)
@@ -170,6 +171,7 @@ func (l *gossipLayer) joinLoop(addrs []string) {
 // close leaves the mesh, stops it (no more deliveries, so no new proposals start), then waits
 // for the join loop and running proposals.
 func (l *gossipLayer) close() error {
+	l.n.host.RemoveStreamHandler(KeyringProtocol)
 	_ = l.mesh.Leave(time.Second)
 	err := l.mesh.Close()
 	close(l.done)

@@ -1,15 +1,22 @@
 package node
 
 import (
+	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"fmt"
 	"math"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"connectrpc.com/connect"
+
+	"github.com/vigil-mesh/vigil/gossip"
 	"github.com/vigil-mesh/vigil/identity"
+	"github.com/vigil-mesh/vigil/node/admin/adminv1"
 	"github.com/vigil-mesh/vigil/node/enforce"
 )
 
@@ -54,4 +61,57 @@ func BenchmarkAnomalyToCutOff(b *testing.B) {
 	}
 	b.ReportMetric(pct(0.5), "p50-ms")
 	b.ReportMetric(pct(0.99), "p99-ms")
+}
+
+// BenchmarkGossipKeyring measures the admin keyring methods on three real daemons with a keyring
+// (libp2p, Raft, Badger, memberlist on loopback), through node-1's admin API over mutual TLS:
+// ListMembers (one node answers; the baseline), GossipKeys (node-1 asks the two others over
+// /vigil/node/keyring/1), and a full rotation (install a new key, use it, remove the old one:
+// three ChangeGossipKey calls, each applied and persisted on all three nodes).
+//
+//	go test ./node -run '^$' -bench GossipKeyring -benchtime 20x
+func BenchmarkGossipKeyring(b *testing.B) {
+	root := b.TempDir()
+	key, err := gossip.GenerateKeyringKey(rand.Reader)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for i := range 3 {
+		if err := gossip.WriteKeyring(filepath.Join(root, fmt.Sprintf("node-%d", i+1), "gossip.keyring"), [][]byte{key}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	c := startE2EClusterYAML(keyringTB{b, root}, 3, gossipKeyringYAML)
+	c.joinGossip()
+	ac := c.adminClient(0, c.op)
+	ctx := context.Background()
+	b.Run("ListMembers", func(b *testing.B) {
+		for range b.N {
+			if _, err := ac.ListMembers(ctx, connect.NewRequest(&adminv1.ListMembersRequest{})); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("GossipKeys", func(b *testing.B) {
+		for range b.N {
+			if r := listKeys(b, ac); len(r.Nodes) != 3 {
+				b.Fatalf("%d nodes answered", len(r.Nodes))
+			}
+		}
+	})
+	old := key // kept across the runs of the sub-benchmark
+	b.Run("Rotation", func(b *testing.B) {
+		for range b.N {
+			b.StopTimer()
+			next, err := gossip.GenerateKeyringKey(rand.Reader)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.StartTimer()
+			changeKey(b, ac, &adminv1.ChangeGossipKeyRequest{Op: "install", Key: next})
+			changeKey(b, ac, &adminv1.ChangeGossipKeyRequest{Op: "use", Fingerprint: gossip.KeyFingerprint(next)})
+			changeKey(b, ac, &adminv1.ChangeGossipKeyRequest{Op: "remove", Fingerprint: gossip.KeyFingerprint(old)})
+			old = next
+		}
+	})
 }

@@ -197,6 +197,9 @@ func (n *Node) serveAdmin(cons *consensus.Node) error {
 	ac.Metrics = n.metrics.reg
 	ac.Activity = n.telemetry.Query
 	ac.Alerts, ac.Decisions = alertBackend{n}, n.Decisions
+	if n.gossip != nil {
+		ac.Gossip = n.gossip // gossip_keys.go: member states and the keyring methods
+	}
 	n.admin = admin.NewServer(revocationGossip{cons, n}, ac)
 	n.closers = append(n.closers, n.admin.Close)
 	ln, err := net.Listen("tcp", n.cfg.Listen.Admin)

@@ -177,7 +177,7 @@ func newMembersCmd() *cobra.Command {
 	f := &adminFlags{}
 	cmd := &cobra.Command{
 		Use:     "members",
-		Short:   "List the admitted nodes, their site and raft role",
+		Short:   "List the admitted nodes, their site, raft role and gossip state",
 		Example: `  vigil members --socket /var/lib/vigil/admin.sock --output json`,
 		Args:    adminArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -199,7 +199,7 @@ func newMembersCmd() *cobra.Command {
 				self = st.Msg.NodeId
 			}
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "NAME\tID\tSITE\tRAFT\tLEADER\tLAST CONTACT")
+			fmt.Fprintln(tw, "NAME\tID\tSITE\tRAFT\tLEADER\tGOSSIP\tLAST CONTACT")
 			for _, m := range resp.Msg.Members {
 				raftRole := m.Suffrage
 				if !m.InRaft {
@@ -209,7 +209,11 @@ func newMembersCmd() *cobra.Command {
 				if m.Leader {
 					leader = "*"
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", m.Name, m.Id, m.Site, raftRole, leader, lastContact(m, self))
+				gossipState := m.GossipState
+				if gossipState == "" {
+					gossipState = "-" // not (yet) seen by the answering node's mesh
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.Name, m.Id, m.Site, raftRole, leader, gossipState, lastContact(m, self))
 			}
 			return tw.Flush()
 		},

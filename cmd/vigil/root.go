@@ -32,6 +32,7 @@ registry of who may act replicated by Raft on every node, and cuts a revoked age
 		newStatusCmd(), newMembersCmd(), newAgentCmd(), newVersionCmd())
 	root.AddCommand(newPolicyCmd(), newOperatorsCmd(), newAuditCmd(), newResponseCmd(), newApproveCmd(), newSubmitCmd())
 	root.AddCommand(newDetectCmd())
+	root.AddCommand(newGossipCmd())
 	root.AddCommand(newMonitorCmd())
 	root.AddCommand(newAlertsCmd(), newDecisionsCmd())
 	return root

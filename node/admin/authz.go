@@ -86,6 +86,9 @@ var MethodRoles = map[string][]Role{
 	adminv1connect.AdminServiceAckAlertProcedure:      writers,
 	adminv1connect.AdminServiceResolveAlertProcedure:  writers,
 	adminv1connect.AdminServiceListDecisionsProcedure: readers,
+	// The gossip keyring: operators only (a node identity may not rotate it).
+	adminv1connect.AdminServiceGossipKeysProcedure:      readers,
+	adminv1connect.AdminServiceChangeGossipKeyProcedure: writers,
 }
 
 // Allowed reports whether role may call procedure, from MethodRoles.

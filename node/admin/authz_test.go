@@ -55,6 +55,8 @@ var expected = map[string]string{
 	"AckAlert":             "operator operator2 unix",
 	"ResolveAlert":         "operator operator2 unix",
 	"ListDecisions":        "operator operator2 unix",
+	"GossipKeys":           "operator operator2 unix",
+	"ChangeGossipKey":      "operator operator2 unix",
 }
 
 // roleOfCaller is the role each matrix caller has on the server.

@@ -30,6 +30,10 @@ type Config struct {
 	// Decisions answers ListDecisions: the collective-response decisions this node took, oldest
 	// first. Nil: the RPC answers Unimplemented.
 	Decisions func() []response.Decision
+	// Gossip answers the gossip columns of ListMembers and the keyring methods (GossipKeys,
+	// ChangeGossipKey). Nil when gossip is off: members show gossip_state "off" and the keyring
+	// methods answer FailedPrecondition.
+	Gossip GossipBackend
 
 	// Logger receives the server's structured logs. Default slog.Default().
 	Logger *slog.Logger

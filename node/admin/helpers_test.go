@@ -62,6 +62,7 @@ type env struct {
 	revoked  identity.PrivateKey // key of the revoked agent "gone"
 	hashWant string
 	activity *telemetry.Buffer // the telemetry AgentActivity answers from
+	keyring  *keyringBackend   // the gossip backend of the keyring methods
 }
 
 func newEnv(t testing.TB) *env {
@@ -115,6 +116,8 @@ func newEnv(t testing.TB) *env {
 	matrixAlerts = st
 	acfg.Alerts = storeBackend{st}
 	acfg.Decisions = func() []response.Decision { return nil }
+	e.keyring = newKeyringBackend(t, e.nodeKey.ID())
+	acfg.Gossip = e.keyring
 	e.srv = admin.NewServer(e.node, acfg)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -217,6 +220,12 @@ func call(ctx context.Context, c client.Client, method string, cmd []byte) error
 		} else {
 			_, err = c.ResolveAlert(ctx, connect.NewRequest(&adminv1.ResolveAlertRequest{Id: a.ID, FalsePositive: true}))
 		}
+	case "GossipKeys":
+		_, err = c.GossipKeys(ctx, connect.NewRequest(&adminv1.GossipKeysRequest{}))
+	case "ChangeGossipKey":
+		key := make([]byte, 32)
+		_, _ = rand.Read(key)
+		_, err = c.ChangeGossipKey(ctx, connect.NewRequest(&adminv1.ChangeGossipKeyRequest{Op: "install", Key: key}))
 	case "RegisterAgent":
 		_, err = c.RegisterAgent(ctx, sc)
 	case "RevokeAgent":
@@ -259,8 +268,10 @@ var writeOrder = []string{"RegisterAgent", "QuarantineAgent", "ReleaseAgent", "R
 	"RotateAgentKey", "RevokeAgent", "ReinstateAgent", "AddOperator", "RemoveOperator",
 	"SetThreshold", "AdmitNode", "RemoveNode", "ApplyPolicy", "SetAutomatedResponse", "SetRevokeQuorum"}
 
+// readMethods: the methods that take no signed command (the alert methods; ChangeGossipKey
+// installs a fresh key).
 var readMethods = []string{"Status", "ListMembers", "ListAgents", "GetAgent", "ListOperators", "Audit", "GetPolicy", "AgentActivity",
-	"ListAlerts", "ListDecisions", "AckAlert", "ResolveAlert"} // the alert methods take no signed command
+	"ListAlerts", "ListDecisions", "AckAlert", "ResolveAlert", "GossipKeys", "ChangeGossipKey"}
 
 // matrixAlerts is the alert store of the newest env: call adds the alert it acks or resolves.
 var matrixAlerts *alerts.Store

@@ -84,10 +84,15 @@ func (v *service) ListMembers(ctx context.Context, req *connect.Request[adminv1.
 		return nil, toConnect(err)
 	}
 	leader, self, now := v.s.b.Leader(), v.s.b.ID().Peer(), v.s.cfg.Now()
+	var states map[identity.ID]string
+	if v.s.cfg.Gossip != nil {
+		states = v.s.cfg.Gossip.MemberStates()
+	}
 	out := &adminv1.ListMembersResponse{}
 	for _, n := range nodes {
 		m := &adminv1.Member{Name: n.Name, Id: n.ID.String(), Site: n.Site, Voter: n.Voter,
-			Addrs: n.Addrs, Leader: leader != "" && n.ID.Peer() == leader, LastContactMs: -1}
+			Addrs: n.Addrs, Leader: leader != "" && n.ID.Peer() == leader, LastContactMs: -1,
+			GossipState: gossipState(states, v.s.cfg.Gossip == nil, n.ID)}
 		for _, rm := range members {
 			if rm.ID == n.ID.Peer() {
 				m.InRaft, m.Suffrage = true, strings.ToLower(rm.Suffrage.String())

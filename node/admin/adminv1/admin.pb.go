@@ -270,6 +270,10 @@ type Member struct {
 	// in the raft configuration). On the leader it covers every follower; on a follower at
 	// least the leader.
 	LastContactMs int64 `protobuf:"varint,9,opt,name=last_contact_ms,json=lastContactMs,proto3" json:"last_contact_ms,omitempty"`
+	// The answering node's gossip (memberlist) view of this member: "alive", "suspect", "dead"
+	// or "left"; "" when the member is unknown to its mesh; "off" when gossip is disabled on
+	// the answering node.
+	GossipState   string `protobuf:"bytes,10,opt,name=gossip_state,json=gossipState,proto3" json:"gossip_state,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -365,6 +369,13 @@ func (x *Member) GetLastContactMs() int64 {
 		return x.LastContactMs
 	}
 	return 0
+}
+
+func (x *Member) GetGossipState() string {
+	if x != nil {
+		return x.GossipState
+	}
+	return ""
 }
 
 type ListMembersResponse struct {
@@ -2244,6 +2255,352 @@ func (x *ListDecisionsResponse) GetNode() string {
 	return ""
 }
 
+type GossipKeysRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GossipKeysRequest) Reset() {
+	*x = GossipKeysRequest{}
+	mi := &file_vigil_admin_v1_admin_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GossipKeysRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GossipKeysRequest) ProtoMessage() {}
+
+func (x *GossipKeysRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_vigil_admin_v1_admin_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GossipKeysRequest.ProtoReflect.Descriptor instead.
+func (*GossipKeysRequest) Descriptor() ([]byte, []int) {
+	return file_vigil_admin_v1_admin_proto_rawDescGZIP(), []int{33}
+}
+
+// GossipKey is one keyring key seen across the mesh.
+type GossipKey struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Fingerprint   string                 `protobuf:"bytes,1,opt,name=fingerprint,proto3" json:"fingerprint,omitempty"`               // first 8 bytes of the key's SHA-256, hex (16 chars)
+	Nodes         uint32                 `protobuf:"varint,2,opt,name=nodes,proto3" json:"nodes,omitempty"`                          // nodes that hold it
+	PrimaryOn     uint32                 `protobuf:"varint,3,opt,name=primary_on,json=primaryOn,proto3" json:"primary_on,omitempty"` // nodes that use it as their primary (encrypting) key
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GossipKey) Reset() {
+	*x = GossipKey{}
+	mi := &file_vigil_admin_v1_admin_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GossipKey) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GossipKey) ProtoMessage() {}
+
+func (x *GossipKey) ProtoReflect() protoreflect.Message {
+	mi := &file_vigil_admin_v1_admin_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GossipKey.ProtoReflect.Descriptor instead.
+func (*GossipKey) Descriptor() ([]byte, []int) {
+	return file_vigil_admin_v1_admin_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *GossipKey) GetFingerprint() string {
+	if x != nil {
+		return x.Fingerprint
+	}
+	return ""
+}
+
+func (x *GossipKey) GetNodes() uint32 {
+	if x != nil {
+		return x.Nodes
+	}
+	return 0
+}
+
+func (x *GossipKey) GetPrimaryOn() uint32 {
+	if x != nil {
+		return x.PrimaryOn
+	}
+	return 0
+}
+
+// GossipNodeResult is one node's answer to a keyring operation.
+type GossipNodeResult struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	NodeId        string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	NodeName      string                 `protobuf:"bytes,2,opt,name=node_name,json=nodeName,proto3" json:"node_name,omitempty"`
+	Ok            bool                   `protobuf:"varint,3,opt,name=ok,proto3" json:"ok,omitempty"`
+	Error         string                 `protobuf:"bytes,4,opt,name=error,proto3" json:"error,omitempty"`               // why it failed, when !ok
+	Fingerprints  []string               `protobuf:"bytes,5,rep,name=fingerprints,proto3" json:"fingerprints,omitempty"` // the node's keys after the operation, primary first
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GossipNodeResult) Reset() {
+	*x = GossipNodeResult{}
+	mi := &file_vigil_admin_v1_admin_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GossipNodeResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GossipNodeResult) ProtoMessage() {}
+
+func (x *GossipNodeResult) ProtoReflect() protoreflect.Message {
+	mi := &file_vigil_admin_v1_admin_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GossipNodeResult.ProtoReflect.Descriptor instead.
+func (*GossipNodeResult) Descriptor() ([]byte, []int) {
+	return file_vigil_admin_v1_admin_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *GossipNodeResult) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *GossipNodeResult) GetNodeName() string {
+	if x != nil {
+		return x.NodeName
+	}
+	return ""
+}
+
+func (x *GossipNodeResult) GetOk() bool {
+	if x != nil {
+		return x.Ok
+	}
+	return false
+}
+
+func (x *GossipNodeResult) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *GossipNodeResult) GetFingerprints() []string {
+	if x != nil {
+		return x.Fingerprints
+	}
+	return nil
+}
+
+type GossipKeysResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Keys          []*GossipKey           `protobuf:"bytes,1,rep,name=keys,proto3" json:"keys,omitempty"`                                // sorted by fingerprint
+	Nodes         []*GossipNodeResult    `protobuf:"bytes,2,rep,name=nodes,proto3" json:"nodes,omitempty"`                              // every admitted node, the answering one first
+	TotalNodes    uint32                 `protobuf:"varint,3,opt,name=total_nodes,json=totalNodes,proto3" json:"total_nodes,omitempty"` // admitted nodes asked
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GossipKeysResponse) Reset() {
+	*x = GossipKeysResponse{}
+	mi := &file_vigil_admin_v1_admin_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GossipKeysResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GossipKeysResponse) ProtoMessage() {}
+
+func (x *GossipKeysResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_vigil_admin_v1_admin_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GossipKeysResponse.ProtoReflect.Descriptor instead.
+func (*GossipKeysResponse) Descriptor() ([]byte, []int) {
+	return file_vigil_admin_v1_admin_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *GossipKeysResponse) GetKeys() []*GossipKey {
+	if x != nil {
+		return x.Keys
+	}
+	return nil
+}
+
+func (x *GossipKeysResponse) GetNodes() []*GossipNodeResult {
+	if x != nil {
+		return x.Nodes
+	}
+	return nil
+}
+
+func (x *GossipKeysResponse) GetTotalNodes() uint32 {
+	if x != nil {
+		return x.TotalNodes
+	}
+	return 0
+}
+
+type ChangeGossipKeyRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Op            string                 `protobuf:"bytes,1,opt,name=op,proto3" json:"op,omitempty"`                   // "install", "use" or "remove"
+	Key           []byte                 `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`                 // install: the AES key, 16, 24 or 32 bytes
+	Fingerprint   string                 `protobuf:"bytes,3,opt,name=fingerprint,proto3" json:"fingerprint,omitempty"` // use, remove: the key's fingerprint (GossipKey.fingerprint)
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ChangeGossipKeyRequest) Reset() {
+	*x = ChangeGossipKeyRequest{}
+	mi := &file_vigil_admin_v1_admin_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ChangeGossipKeyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ChangeGossipKeyRequest) ProtoMessage() {}
+
+func (x *ChangeGossipKeyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_vigil_admin_v1_admin_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ChangeGossipKeyRequest.ProtoReflect.Descriptor instead.
+func (*ChangeGossipKeyRequest) Descriptor() ([]byte, []int) {
+	return file_vigil_admin_v1_admin_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *ChangeGossipKeyRequest) GetOp() string {
+	if x != nil {
+		return x.Op
+	}
+	return ""
+}
+
+func (x *ChangeGossipKeyRequest) GetKey() []byte {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+func (x *ChangeGossipKeyRequest) GetFingerprint() string {
+	if x != nil {
+		return x.Fingerprint
+	}
+	return ""
+}
+
+type ChangeGossipKeyResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Nodes         []*GossipNodeResult    `protobuf:"bytes,1,rep,name=nodes,proto3" json:"nodes,omitempty"`    // the answering node first
+	Failed        uint32                 `protobuf:"varint,2,opt,name=failed,proto3" json:"failed,omitempty"` // nodes that did not apply it
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ChangeGossipKeyResponse) Reset() {
+	*x = ChangeGossipKeyResponse{}
+	mi := &file_vigil_admin_v1_admin_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ChangeGossipKeyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ChangeGossipKeyResponse) ProtoMessage() {}
+
+func (x *ChangeGossipKeyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_vigil_admin_v1_admin_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ChangeGossipKeyResponse.ProtoReflect.Descriptor instead.
+func (*ChangeGossipKeyResponse) Descriptor() ([]byte, []int) {
+	return file_vigil_admin_v1_admin_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *ChangeGossipKeyResponse) GetNodes() []*GossipNodeResult {
+	if x != nil {
+		return x.Nodes
+	}
+	return nil
+}
+
+func (x *ChangeGossipKeyResponse) GetFailed() uint32 {
+	if x != nil {
+		return x.Failed
+	}
+	return 0
+}
+
 var File_vigil_admin_v1_admin_proto protoreflect.FileDescriptor
 
 const file_vigil_admin_v1_admin_proto_rawDesc = "" +
@@ -2272,7 +2629,7 @@ const file_vigil_admin_v1_admin_proto_rawDesc = "" +
 	"\x12ListMembersRequest\x12\x1e\n" +
 	"\n" +
 	"consistent\x18\x01 \x01(\bR\n" +
-	"consistent\"\xe1\x01\n" +
+	"consistent\"\x84\x02\n" +
 	"\x06Member\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\tR\x02id\x12\x12\n" +
@@ -2282,7 +2639,9 @@ const file_vigil_admin_v1_admin_proto_rawDesc = "" +
 	"\ain_raft\x18\x06 \x01(\bR\x06inRaft\x12\x16\n" +
 	"\x06leader\x18\a \x01(\bR\x06leader\x12\x14\n" +
 	"\x05addrs\x18\b \x03(\tR\x05addrs\x12&\n" +
-	"\x0flast_contact_ms\x18\t \x01(\x03R\rlastContactMs\"G\n" +
+	"\x0flast_contact_ms\x18\t \x01(\x03R\rlastContactMs\x12!\n" +
+	"\fgossip_state\x18\n" +
+	" \x01(\tR\vgossipState\"G\n" +
 	"\x13ListMembersResponse\x120\n" +
 	"\amembers\x18\x01 \x03(\v2\x16.vigil.admin.v1.MemberR\amembers\"\x9c\x01\n" +
 	"\x11ListAgentsRequest\x12\x1e\n" +
@@ -2435,7 +2794,31 @@ const file_vigil_admin_v1_admin_proto_rawDesc = "" +
 	" \x03(\tR\x11evidenceReporters\"c\n" +
 	"\x15ListDecisionsResponse\x126\n" +
 	"\tdecisions\x18\x01 \x03(\v2\x18.vigil.admin.v1.DecisionR\tdecisions\x12\x12\n" +
-	"\x04node\x18\x02 \x01(\tR\x04node2\x97\x11\n" +
+	"\x04node\x18\x02 \x01(\tR\x04node\"\x13\n" +
+	"\x11GossipKeysRequest\"b\n" +
+	"\tGossipKey\x12 \n" +
+	"\vfingerprint\x18\x01 \x01(\tR\vfingerprint\x12\x14\n" +
+	"\x05nodes\x18\x02 \x01(\rR\x05nodes\x12\x1d\n" +
+	"\n" +
+	"primary_on\x18\x03 \x01(\rR\tprimaryOn\"\x92\x01\n" +
+	"\x10GossipNodeResult\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x1b\n" +
+	"\tnode_name\x18\x02 \x01(\tR\bnodeName\x12\x0e\n" +
+	"\x02ok\x18\x03 \x01(\bR\x02ok\x12\x14\n" +
+	"\x05error\x18\x04 \x01(\tR\x05error\x12\"\n" +
+	"\ffingerprints\x18\x05 \x03(\tR\ffingerprints\"\x9c\x01\n" +
+	"\x12GossipKeysResponse\x12-\n" +
+	"\x04keys\x18\x01 \x03(\v2\x19.vigil.admin.v1.GossipKeyR\x04keys\x126\n" +
+	"\x05nodes\x18\x02 \x03(\v2 .vigil.admin.v1.GossipNodeResultR\x05nodes\x12\x1f\n" +
+	"\vtotal_nodes\x18\x03 \x01(\rR\n" +
+	"totalNodes\"\\\n" +
+	"\x16ChangeGossipKeyRequest\x12\x0e\n" +
+	"\x02op\x18\x01 \x01(\tR\x02op\x12\x10\n" +
+	"\x03key\x18\x02 \x01(\fR\x03key\x12 \n" +
+	"\vfingerprint\x18\x03 \x01(\tR\vfingerprint\"i\n" +
+	"\x17ChangeGossipKeyResponse\x126\n" +
+	"\x05nodes\x18\x01 \x03(\v2 .vigil.admin.v1.GossipNodeResultR\x05nodes\x12\x16\n" +
+	"\x06failed\x18\x02 \x01(\rR\x06failed2\xd0\x12\n" +
 	"\fAdminService\x12G\n" +
 	"\x06Status\x12\x1d.vigil.admin.v1.StatusRequest\x1a\x1e.vigil.admin.v1.StatusResponse\x12V\n" +
 	"\vListMembers\x12\".vigil.admin.v1.ListMembersRequest\x1a#.vigil.admin.v1.ListMembersResponse\x12S\n" +
@@ -2467,7 +2850,10 @@ const file_vigil_admin_v1_admin_proto_rawDesc = "" +
 	"ListAlerts\x12!.vigil.admin.v1.ListAlertsRequest\x1a\".vigil.admin.v1.ListAlertsResponse\x12J\n" +
 	"\bAckAlert\x12\x1f.vigil.admin.v1.AckAlertRequest\x1a\x1d.vigil.admin.v1.AlertResponse\x12R\n" +
 	"\fResolveAlert\x12#.vigil.admin.v1.ResolveAlertRequest\x1a\x1d.vigil.admin.v1.AlertResponse\x12\\\n" +
-	"\rListDecisions\x12$.vigil.admin.v1.ListDecisionsRequest\x1a%.vigil.admin.v1.ListDecisionsResponseB8Z6github.com/vigil-mesh/vigil/node/admin/adminv1;adminv1b\x06proto3"
+	"\rListDecisions\x12$.vigil.admin.v1.ListDecisionsRequest\x1a%.vigil.admin.v1.ListDecisionsResponse\x12S\n" +
+	"\n" +
+	"GossipKeys\x12!.vigil.admin.v1.GossipKeysRequest\x1a\".vigil.admin.v1.GossipKeysResponse\x12b\n" +
+	"\x0fChangeGossipKey\x12&.vigil.admin.v1.ChangeGossipKeyRequest\x1a'.vigil.admin.v1.ChangeGossipKeyResponseB8Z6github.com/vigil-mesh/vigil/node/admin/adminv1;adminv1b\x06proto3"
 
 var (
 	file_vigil_admin_v1_admin_proto_rawDescOnce sync.Once
@@ -2481,126 +2867,139 @@ func file_vigil_admin_v1_admin_proto_rawDescGZIP() []byte {
 	return file_vigil_admin_v1_admin_proto_rawDescData
 }
 
-var file_vigil_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
+var file_vigil_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
 var file_vigil_admin_v1_admin_proto_goTypes = []any{
-	(*StatusRequest)(nil),         // 0: vigil.admin.v1.StatusRequest
-	(*StatusResponse)(nil),        // 1: vigil.admin.v1.StatusResponse
-	(*ListMembersRequest)(nil),    // 2: vigil.admin.v1.ListMembersRequest
-	(*Member)(nil),                // 3: vigil.admin.v1.Member
-	(*ListMembersResponse)(nil),   // 4: vigil.admin.v1.ListMembersResponse
-	(*ListAgentsRequest)(nil),     // 5: vigil.admin.v1.ListAgentsRequest
-	(*Agent)(nil),                 // 6: vigil.admin.v1.Agent
-	(*ListAgentsResponse)(nil),    // 7: vigil.admin.v1.ListAgentsResponse
-	(*GetAgentRequest)(nil),       // 8: vigil.admin.v1.GetAgentRequest
-	(*GetAgentResponse)(nil),      // 9: vigil.admin.v1.GetAgentResponse
-	(*ListOperatorsRequest)(nil),  // 10: vigil.admin.v1.ListOperatorsRequest
-	(*Operator)(nil),              // 11: vigil.admin.v1.Operator
-	(*ListOperatorsResponse)(nil), // 12: vigil.admin.v1.ListOperatorsResponse
-	(*AuditRequest)(nil),          // 13: vigil.admin.v1.AuditRequest
-	(*AuditEntry)(nil),            // 14: vigil.admin.v1.AuditEntry
-	(*AuditResponse)(nil),         // 15: vigil.admin.v1.AuditResponse
-	(*GetPolicyRequest)(nil),      // 16: vigil.admin.v1.GetPolicyRequest
-	(*GetPolicyResponse)(nil),     // 17: vigil.admin.v1.GetPolicyResponse
-	(*SignedCommand)(nil),         // 18: vigil.admin.v1.SignedCommand
-	(*WriteResponse)(nil),         // 19: vigil.admin.v1.WriteResponse
-	(*ErrorDetail)(nil),           // 20: vigil.admin.v1.ErrorDetail
-	(*AgentActivityRequest)(nil),  // 21: vigil.admin.v1.AgentActivityRequest
-	(*ActivityRecord)(nil),        // 22: vigil.admin.v1.ActivityRecord
-	(*AgentActivityResponse)(nil), // 23: vigil.admin.v1.AgentActivityResponse
-	(*ListAlertsRequest)(nil),     // 24: vigil.admin.v1.ListAlertsRequest
-	(*Alert)(nil),                 // 25: vigil.admin.v1.Alert
-	(*ListAlertsResponse)(nil),    // 26: vigil.admin.v1.ListAlertsResponse
-	(*AckAlertRequest)(nil),       // 27: vigil.admin.v1.AckAlertRequest
-	(*ResolveAlertRequest)(nil),   // 28: vigil.admin.v1.ResolveAlertRequest
-	(*AlertResponse)(nil),         // 29: vigil.admin.v1.AlertResponse
-	(*ListDecisionsRequest)(nil),  // 30: vigil.admin.v1.ListDecisionsRequest
-	(*Decision)(nil),              // 31: vigil.admin.v1.Decision
-	(*ListDecisionsResponse)(nil), // 32: vigil.admin.v1.ListDecisionsResponse
-	nil,                           // 33: vigil.admin.v1.Agent.LabelsEntry
-	(*timestamppb.Timestamp)(nil), // 34: google.protobuf.Timestamp
+	(*StatusRequest)(nil),           // 0: vigil.admin.v1.StatusRequest
+	(*StatusResponse)(nil),          // 1: vigil.admin.v1.StatusResponse
+	(*ListMembersRequest)(nil),      // 2: vigil.admin.v1.ListMembersRequest
+	(*Member)(nil),                  // 3: vigil.admin.v1.Member
+	(*ListMembersResponse)(nil),     // 4: vigil.admin.v1.ListMembersResponse
+	(*ListAgentsRequest)(nil),       // 5: vigil.admin.v1.ListAgentsRequest
+	(*Agent)(nil),                   // 6: vigil.admin.v1.Agent
+	(*ListAgentsResponse)(nil),      // 7: vigil.admin.v1.ListAgentsResponse
+	(*GetAgentRequest)(nil),         // 8: vigil.admin.v1.GetAgentRequest
+	(*GetAgentResponse)(nil),        // 9: vigil.admin.v1.GetAgentResponse
+	(*ListOperatorsRequest)(nil),    // 10: vigil.admin.v1.ListOperatorsRequest
+	(*Operator)(nil),                // 11: vigil.admin.v1.Operator
+	(*ListOperatorsResponse)(nil),   // 12: vigil.admin.v1.ListOperatorsResponse
+	(*AuditRequest)(nil),            // 13: vigil.admin.v1.AuditRequest
+	(*AuditEntry)(nil),              // 14: vigil.admin.v1.AuditEntry
+	(*AuditResponse)(nil),           // 15: vigil.admin.v1.AuditResponse
+	(*GetPolicyRequest)(nil),        // 16: vigil.admin.v1.GetPolicyRequest
+	(*GetPolicyResponse)(nil),       // 17: vigil.admin.v1.GetPolicyResponse
+	(*SignedCommand)(nil),           // 18: vigil.admin.v1.SignedCommand
+	(*WriteResponse)(nil),           // 19: vigil.admin.v1.WriteResponse
+	(*ErrorDetail)(nil),             // 20: vigil.admin.v1.ErrorDetail
+	(*AgentActivityRequest)(nil),    // 21: vigil.admin.v1.AgentActivityRequest
+	(*ActivityRecord)(nil),          // 22: vigil.admin.v1.ActivityRecord
+	(*AgentActivityResponse)(nil),   // 23: vigil.admin.v1.AgentActivityResponse
+	(*ListAlertsRequest)(nil),       // 24: vigil.admin.v1.ListAlertsRequest
+	(*Alert)(nil),                   // 25: vigil.admin.v1.Alert
+	(*ListAlertsResponse)(nil),      // 26: vigil.admin.v1.ListAlertsResponse
+	(*AckAlertRequest)(nil),         // 27: vigil.admin.v1.AckAlertRequest
+	(*ResolveAlertRequest)(nil),     // 28: vigil.admin.v1.ResolveAlertRequest
+	(*AlertResponse)(nil),           // 29: vigil.admin.v1.AlertResponse
+	(*ListDecisionsRequest)(nil),    // 30: vigil.admin.v1.ListDecisionsRequest
+	(*Decision)(nil),                // 31: vigil.admin.v1.Decision
+	(*ListDecisionsResponse)(nil),   // 32: vigil.admin.v1.ListDecisionsResponse
+	(*GossipKeysRequest)(nil),       // 33: vigil.admin.v1.GossipKeysRequest
+	(*GossipKey)(nil),               // 34: vigil.admin.v1.GossipKey
+	(*GossipNodeResult)(nil),        // 35: vigil.admin.v1.GossipNodeResult
+	(*GossipKeysResponse)(nil),      // 36: vigil.admin.v1.GossipKeysResponse
+	(*ChangeGossipKeyRequest)(nil),  // 37: vigil.admin.v1.ChangeGossipKeyRequest
+	(*ChangeGossipKeyResponse)(nil), // 38: vigil.admin.v1.ChangeGossipKeyResponse
+	nil,                             // 39: vigil.admin.v1.Agent.LabelsEntry
+	(*timestamppb.Timestamp)(nil),   // 40: google.protobuf.Timestamp
 }
 var file_vigil_admin_v1_admin_proto_depIdxs = []int32{
 	3,  // 0: vigil.admin.v1.ListMembersResponse.members:type_name -> vigil.admin.v1.Member
-	33, // 1: vigil.admin.v1.Agent.labels:type_name -> vigil.admin.v1.Agent.LabelsEntry
-	34, // 2: vigil.admin.v1.Agent.expires_at:type_name -> google.protobuf.Timestamp
-	34, // 3: vigil.admin.v1.Agent.registered_at:type_name -> google.protobuf.Timestamp
+	39, // 1: vigil.admin.v1.Agent.labels:type_name -> vigil.admin.v1.Agent.LabelsEntry
+	40, // 2: vigil.admin.v1.Agent.expires_at:type_name -> google.protobuf.Timestamp
+	40, // 3: vigil.admin.v1.Agent.registered_at:type_name -> google.protobuf.Timestamp
 	6,  // 4: vigil.admin.v1.ListAgentsResponse.agents:type_name -> vigil.admin.v1.Agent
 	6,  // 5: vigil.admin.v1.GetAgentResponse.agent:type_name -> vigil.admin.v1.Agent
 	11, // 6: vigil.admin.v1.ListOperatorsResponse.operators:type_name -> vigil.admin.v1.Operator
-	34, // 7: vigil.admin.v1.AuditRequest.from:type_name -> google.protobuf.Timestamp
-	34, // 8: vigil.admin.v1.AuditRequest.to:type_name -> google.protobuf.Timestamp
-	34, // 9: vigil.admin.v1.AuditEntry.time:type_name -> google.protobuf.Timestamp
+	40, // 7: vigil.admin.v1.AuditRequest.from:type_name -> google.protobuf.Timestamp
+	40, // 8: vigil.admin.v1.AuditRequest.to:type_name -> google.protobuf.Timestamp
+	40, // 9: vigil.admin.v1.AuditEntry.time:type_name -> google.protobuf.Timestamp
 	14, // 10: vigil.admin.v1.AuditResponse.entries:type_name -> vigil.admin.v1.AuditEntry
-	34, // 11: vigil.admin.v1.AgentActivityRequest.since:type_name -> google.protobuf.Timestamp
-	34, // 12: vigil.admin.v1.ActivityRecord.time:type_name -> google.protobuf.Timestamp
+	40, // 11: vigil.admin.v1.AgentActivityRequest.since:type_name -> google.protobuf.Timestamp
+	40, // 12: vigil.admin.v1.ActivityRecord.time:type_name -> google.protobuf.Timestamp
 	22, // 13: vigil.admin.v1.AgentActivityResponse.records:type_name -> vigil.admin.v1.ActivityRecord
-	34, // 14: vigil.admin.v1.ListAlertsRequest.since:type_name -> google.protobuf.Timestamp
-	34, // 15: vigil.admin.v1.Alert.time:type_name -> google.protobuf.Timestamp
-	34, // 16: vigil.admin.v1.Alert.acked_at:type_name -> google.protobuf.Timestamp
-	34, // 17: vigil.admin.v1.Alert.resolved_at:type_name -> google.protobuf.Timestamp
+	40, // 14: vigil.admin.v1.ListAlertsRequest.since:type_name -> google.protobuf.Timestamp
+	40, // 15: vigil.admin.v1.Alert.time:type_name -> google.protobuf.Timestamp
+	40, // 16: vigil.admin.v1.Alert.acked_at:type_name -> google.protobuf.Timestamp
+	40, // 17: vigil.admin.v1.Alert.resolved_at:type_name -> google.protobuf.Timestamp
 	25, // 18: vigil.admin.v1.ListAlertsResponse.alerts:type_name -> vigil.admin.v1.Alert
 	25, // 19: vigil.admin.v1.AlertResponse.alert:type_name -> vigil.admin.v1.Alert
-	34, // 20: vigil.admin.v1.Decision.until:type_name -> google.protobuf.Timestamp
+	40, // 20: vigil.admin.v1.Decision.until:type_name -> google.protobuf.Timestamp
 	31, // 21: vigil.admin.v1.ListDecisionsResponse.decisions:type_name -> vigil.admin.v1.Decision
-	0,  // 22: vigil.admin.v1.AdminService.Status:input_type -> vigil.admin.v1.StatusRequest
-	2,  // 23: vigil.admin.v1.AdminService.ListMembers:input_type -> vigil.admin.v1.ListMembersRequest
-	5,  // 24: vigil.admin.v1.AdminService.ListAgents:input_type -> vigil.admin.v1.ListAgentsRequest
-	8,  // 25: vigil.admin.v1.AdminService.GetAgent:input_type -> vigil.admin.v1.GetAgentRequest
-	10, // 26: vigil.admin.v1.AdminService.ListOperators:input_type -> vigil.admin.v1.ListOperatorsRequest
-	13, // 27: vigil.admin.v1.AdminService.Audit:input_type -> vigil.admin.v1.AuditRequest
-	16, // 28: vigil.admin.v1.AdminService.GetPolicy:input_type -> vigil.admin.v1.GetPolicyRequest
-	18, // 29: vigil.admin.v1.AdminService.RegisterAgent:input_type -> vigil.admin.v1.SignedCommand
-	18, // 30: vigil.admin.v1.AdminService.RevokeAgent:input_type -> vigil.admin.v1.SignedCommand
-	18, // 31: vigil.admin.v1.AdminService.QuarantineAgent:input_type -> vigil.admin.v1.SignedCommand
-	18, // 32: vigil.admin.v1.AdminService.ReleaseAgent:input_type -> vigil.admin.v1.SignedCommand
-	18, // 33: vigil.admin.v1.AdminService.RenewAgent:input_type -> vigil.admin.v1.SignedCommand
-	18, // 34: vigil.admin.v1.AdminService.RotateAgentKey:input_type -> vigil.admin.v1.SignedCommand
-	18, // 35: vigil.admin.v1.AdminService.ReinstateAgent:input_type -> vigil.admin.v1.SignedCommand
-	18, // 36: vigil.admin.v1.AdminService.AddOperator:input_type -> vigil.admin.v1.SignedCommand
-	18, // 37: vigil.admin.v1.AdminService.RemoveOperator:input_type -> vigil.admin.v1.SignedCommand
-	18, // 38: vigil.admin.v1.AdminService.SetThreshold:input_type -> vigil.admin.v1.SignedCommand
-	18, // 39: vigil.admin.v1.AdminService.AdmitNode:input_type -> vigil.admin.v1.SignedCommand
-	18, // 40: vigil.admin.v1.AdminService.RemoveNode:input_type -> vigil.admin.v1.SignedCommand
-	18, // 41: vigil.admin.v1.AdminService.ApplyPolicy:input_type -> vigil.admin.v1.SignedCommand
-	18, // 42: vigil.admin.v1.AdminService.SetAutomatedResponse:input_type -> vigil.admin.v1.SignedCommand
-	18, // 43: vigil.admin.v1.AdminService.SetRevokeQuorum:input_type -> vigil.admin.v1.SignedCommand
-	21, // 44: vigil.admin.v1.AdminService.AgentActivity:input_type -> vigil.admin.v1.AgentActivityRequest
-	24, // 45: vigil.admin.v1.AdminService.ListAlerts:input_type -> vigil.admin.v1.ListAlertsRequest
-	27, // 46: vigil.admin.v1.AdminService.AckAlert:input_type -> vigil.admin.v1.AckAlertRequest
-	28, // 47: vigil.admin.v1.AdminService.ResolveAlert:input_type -> vigil.admin.v1.ResolveAlertRequest
-	30, // 48: vigil.admin.v1.AdminService.ListDecisions:input_type -> vigil.admin.v1.ListDecisionsRequest
-	1,  // 49: vigil.admin.v1.AdminService.Status:output_type -> vigil.admin.v1.StatusResponse
-	4,  // 50: vigil.admin.v1.AdminService.ListMembers:output_type -> vigil.admin.v1.ListMembersResponse
-	7,  // 51: vigil.admin.v1.AdminService.ListAgents:output_type -> vigil.admin.v1.ListAgentsResponse
-	9,  // 52: vigil.admin.v1.AdminService.GetAgent:output_type -> vigil.admin.v1.GetAgentResponse
-	12, // 53: vigil.admin.v1.AdminService.ListOperators:output_type -> vigil.admin.v1.ListOperatorsResponse
-	15, // 54: vigil.admin.v1.AdminService.Audit:output_type -> vigil.admin.v1.AuditResponse
-	17, // 55: vigil.admin.v1.AdminService.GetPolicy:output_type -> vigil.admin.v1.GetPolicyResponse
-	19, // 56: vigil.admin.v1.AdminService.RegisterAgent:output_type -> vigil.admin.v1.WriteResponse
-	19, // 57: vigil.admin.v1.AdminService.RevokeAgent:output_type -> vigil.admin.v1.WriteResponse
-	19, // 58: vigil.admin.v1.AdminService.QuarantineAgent:output_type -> vigil.admin.v1.WriteResponse
-	19, // 59: vigil.admin.v1.AdminService.ReleaseAgent:output_type -> vigil.admin.v1.WriteResponse
-	19, // 60: vigil.admin.v1.AdminService.RenewAgent:output_type -> vigil.admin.v1.WriteResponse
-	19, // 61: vigil.admin.v1.AdminService.RotateAgentKey:output_type -> vigil.admin.v1.WriteResponse
-	19, // 62: vigil.admin.v1.AdminService.ReinstateAgent:output_type -> vigil.admin.v1.WriteResponse
-	19, // 63: vigil.admin.v1.AdminService.AddOperator:output_type -> vigil.admin.v1.WriteResponse
-	19, // 64: vigil.admin.v1.AdminService.RemoveOperator:output_type -> vigil.admin.v1.WriteResponse
-	19, // 65: vigil.admin.v1.AdminService.SetThreshold:output_type -> vigil.admin.v1.WriteResponse
-	19, // 66: vigil.admin.v1.AdminService.AdmitNode:output_type -> vigil.admin.v1.WriteResponse
-	19, // 67: vigil.admin.v1.AdminService.RemoveNode:output_type -> vigil.admin.v1.WriteResponse
-	19, // 68: vigil.admin.v1.AdminService.ApplyPolicy:output_type -> vigil.admin.v1.WriteResponse
-	19, // 69: vigil.admin.v1.AdminService.SetAutomatedResponse:output_type -> vigil.admin.v1.WriteResponse
-	19, // 70: vigil.admin.v1.AdminService.SetRevokeQuorum:output_type -> vigil.admin.v1.WriteResponse
-	23, // 71: vigil.admin.v1.AdminService.AgentActivity:output_type -> vigil.admin.v1.AgentActivityResponse
-	26, // 72: vigil.admin.v1.AdminService.ListAlerts:output_type -> vigil.admin.v1.ListAlertsResponse
-	29, // 73: vigil.admin.v1.AdminService.AckAlert:output_type -> vigil.admin.v1.AlertResponse
-	29, // 74: vigil.admin.v1.AdminService.ResolveAlert:output_type -> vigil.admin.v1.AlertResponse
-	32, // 75: vigil.admin.v1.AdminService.ListDecisions:output_type -> vigil.admin.v1.ListDecisionsResponse
-	49, // [49:76] is the sub-list for method output_type
-	22, // [22:49] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	34, // 22: vigil.admin.v1.GossipKeysResponse.keys:type_name -> vigil.admin.v1.GossipKey
+	35, // 23: vigil.admin.v1.GossipKeysResponse.nodes:type_name -> vigil.admin.v1.GossipNodeResult
+	35, // 24: vigil.admin.v1.ChangeGossipKeyResponse.nodes:type_name -> vigil.admin.v1.GossipNodeResult
+	0,  // 25: vigil.admin.v1.AdminService.Status:input_type -> vigil.admin.v1.StatusRequest
+	2,  // 26: vigil.admin.v1.AdminService.ListMembers:input_type -> vigil.admin.v1.ListMembersRequest
+	5,  // 27: vigil.admin.v1.AdminService.ListAgents:input_type -> vigil.admin.v1.ListAgentsRequest
+	8,  // 28: vigil.admin.v1.AdminService.GetAgent:input_type -> vigil.admin.v1.GetAgentRequest
+	10, // 29: vigil.admin.v1.AdminService.ListOperators:input_type -> vigil.admin.v1.ListOperatorsRequest
+	13, // 30: vigil.admin.v1.AdminService.Audit:input_type -> vigil.admin.v1.AuditRequest
+	16, // 31: vigil.admin.v1.AdminService.GetPolicy:input_type -> vigil.admin.v1.GetPolicyRequest
+	18, // 32: vigil.admin.v1.AdminService.RegisterAgent:input_type -> vigil.admin.v1.SignedCommand
+	18, // 33: vigil.admin.v1.AdminService.RevokeAgent:input_type -> vigil.admin.v1.SignedCommand
+	18, // 34: vigil.admin.v1.AdminService.QuarantineAgent:input_type -> vigil.admin.v1.SignedCommand
+	18, // 35: vigil.admin.v1.AdminService.ReleaseAgent:input_type -> vigil.admin.v1.SignedCommand
+	18, // 36: vigil.admin.v1.AdminService.RenewAgent:input_type -> vigil.admin.v1.SignedCommand
+	18, // 37: vigil.admin.v1.AdminService.RotateAgentKey:input_type -> vigil.admin.v1.SignedCommand
+	18, // 38: vigil.admin.v1.AdminService.ReinstateAgent:input_type -> vigil.admin.v1.SignedCommand
+	18, // 39: vigil.admin.v1.AdminService.AddOperator:input_type -> vigil.admin.v1.SignedCommand
+	18, // 40: vigil.admin.v1.AdminService.RemoveOperator:input_type -> vigil.admin.v1.SignedCommand
+	18, // 41: vigil.admin.v1.AdminService.SetThreshold:input_type -> vigil.admin.v1.SignedCommand
+	18, // 42: vigil.admin.v1.AdminService.AdmitNode:input_type -> vigil.admin.v1.SignedCommand
+	18, // 43: vigil.admin.v1.AdminService.RemoveNode:input_type -> vigil.admin.v1.SignedCommand
+	18, // 44: vigil.admin.v1.AdminService.ApplyPolicy:input_type -> vigil.admin.v1.SignedCommand
+	18, // 45: vigil.admin.v1.AdminService.SetAutomatedResponse:input_type -> vigil.admin.v1.SignedCommand
+	18, // 46: vigil.admin.v1.AdminService.SetRevokeQuorum:input_type -> vigil.admin.v1.SignedCommand
+	21, // 47: vigil.admin.v1.AdminService.AgentActivity:input_type -> vigil.admin.v1.AgentActivityRequest
+	24, // 48: vigil.admin.v1.AdminService.ListAlerts:input_type -> vigil.admin.v1.ListAlertsRequest
+	27, // 49: vigil.admin.v1.AdminService.AckAlert:input_type -> vigil.admin.v1.AckAlertRequest
+	28, // 50: vigil.admin.v1.AdminService.ResolveAlert:input_type -> vigil.admin.v1.ResolveAlertRequest
+	30, // 51: vigil.admin.v1.AdminService.ListDecisions:input_type -> vigil.admin.v1.ListDecisionsRequest
+	33, // 52: vigil.admin.v1.AdminService.GossipKeys:input_type -> vigil.admin.v1.GossipKeysRequest
+	37, // 53: vigil.admin.v1.AdminService.ChangeGossipKey:input_type -> vigil.admin.v1.ChangeGossipKeyRequest
+	1,  // 54: vigil.admin.v1.AdminService.Status:output_type -> vigil.admin.v1.StatusResponse
+	4,  // 55: vigil.admin.v1.AdminService.ListMembers:output_type -> vigil.admin.v1.ListMembersResponse
+	7,  // 56: vigil.admin.v1.AdminService.ListAgents:output_type -> vigil.admin.v1.ListAgentsResponse
+	9,  // 57: vigil.admin.v1.AdminService.GetAgent:output_type -> vigil.admin.v1.GetAgentResponse
+	12, // 58: vigil.admin.v1.AdminService.ListOperators:output_type -> vigil.admin.v1.ListOperatorsResponse
+	15, // 59: vigil.admin.v1.AdminService.Audit:output_type -> vigil.admin.v1.AuditResponse
+	17, // 60: vigil.admin.v1.AdminService.GetPolicy:output_type -> vigil.admin.v1.GetPolicyResponse
+	19, // 61: vigil.admin.v1.AdminService.RegisterAgent:output_type -> vigil.admin.v1.WriteResponse
+	19, // 62: vigil.admin.v1.AdminService.RevokeAgent:output_type -> vigil.admin.v1.WriteResponse
+	19, // 63: vigil.admin.v1.AdminService.QuarantineAgent:output_type -> vigil.admin.v1.WriteResponse
+	19, // 64: vigil.admin.v1.AdminService.ReleaseAgent:output_type -> vigil.admin.v1.WriteResponse
+	19, // 65: vigil.admin.v1.AdminService.RenewAgent:output_type -> vigil.admin.v1.WriteResponse
+	19, // 66: vigil.admin.v1.AdminService.RotateAgentKey:output_type -> vigil.admin.v1.WriteResponse
+	19, // 67: vigil.admin.v1.AdminService.ReinstateAgent:output_type -> vigil.admin.v1.WriteResponse
+	19, // 68: vigil.admin.v1.AdminService.AddOperator:output_type -> vigil.admin.v1.WriteResponse
+	19, // 69: vigil.admin.v1.AdminService.RemoveOperator:output_type -> vigil.admin.v1.WriteResponse
+	19, // 70: vigil.admin.v1.AdminService.SetThreshold:output_type -> vigil.admin.v1.WriteResponse
+	19, // 71: vigil.admin.v1.AdminService.AdmitNode:output_type -> vigil.admin.v1.WriteResponse
+	19, // 72: vigil.admin.v1.AdminService.RemoveNode:output_type -> vigil.admin.v1.WriteResponse
+	19, // 73: vigil.admin.v1.AdminService.ApplyPolicy:output_type -> vigil.admin.v1.WriteResponse
+	19, // 74: vigil.admin.v1.AdminService.SetAutomatedResponse:output_type -> vigil.admin.v1.WriteResponse
+	19, // 75: vigil.admin.v1.AdminService.SetRevokeQuorum:output_type -> vigil.admin.v1.WriteResponse
+	23, // 76: vigil.admin.v1.AdminService.AgentActivity:output_type -> vigil.admin.v1.AgentActivityResponse
+	26, // 77: vigil.admin.v1.AdminService.ListAlerts:output_type -> vigil.admin.v1.ListAlertsResponse
+	29, // 78: vigil.admin.v1.AdminService.AckAlert:output_type -> vigil.admin.v1.AlertResponse
+	29, // 79: vigil.admin.v1.AdminService.ResolveAlert:output_type -> vigil.admin.v1.AlertResponse
+	32, // 80: vigil.admin.v1.AdminService.ListDecisions:output_type -> vigil.admin.v1.ListDecisionsResponse
+	36, // 81: vigil.admin.v1.AdminService.GossipKeys:output_type -> vigil.admin.v1.GossipKeysResponse
+	38, // 82: vigil.admin.v1.AdminService.ChangeGossipKey:output_type -> vigil.admin.v1.ChangeGossipKeyResponse
+	54, // [54:83] is the sub-list for method output_type
+	25, // [25:54] is the sub-list for method input_type
+	25, // [25:25] is the sub-list for extension type_name
+	25, // [25:25] is the sub-list for extension extendee
+	0,  // [0:25] is the sub-list for field type_name
 }
 
 func init() { file_vigil_admin_v1_admin_proto_init() }
@@ -2614,7 +3013,7 @@ func file_vigil_admin_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_vigil_admin_v1_admin_proto_rawDesc), len(file_vigil_admin_v1_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   34,
+			NumMessages:   40,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

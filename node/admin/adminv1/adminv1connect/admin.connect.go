@@ -114,6 +114,11 @@ const (
 	// AdminServiceListDecisionsProcedure is the fully-qualified name of the AdminService's
 	// ListDecisions RPC.
 	AdminServiceListDecisionsProcedure = "/vigil.admin.v1.AdminService/ListDecisions"
+	// AdminServiceGossipKeysProcedure is the fully-qualified name of the AdminService's GossipKeys RPC.
+	AdminServiceGossipKeysProcedure = "/vigil.admin.v1.AdminService/GossipKeys"
+	// AdminServiceChangeGossipKeyProcedure is the fully-qualified name of the AdminService's
+	// ChangeGossipKey RPC.
+	AdminServiceChangeGossipKeyProcedure = "/vigil.admin.v1.AdminService/ChangeGossipKey"
 )
 
 // AdminServiceClient is a client for the vigil.admin.v1.AdminService service.
@@ -152,6 +157,11 @@ type AdminServiceClient interface {
 	AckAlert(context.Context, *connect.Request[adminv1.AckAlertRequest]) (*connect.Response[adminv1.AlertResponse], error)
 	ResolveAlert(context.Context, *connect.Request[adminv1.ResolveAlertRequest]) (*connect.Response[adminv1.AlertResponse], error)
 	ListDecisions(context.Context, *connect.Request[adminv1.ListDecisionsRequest]) (*connect.Response[adminv1.ListDecisionsResponse], error)
+	// Gossip keyring (like consul keyring): list the keys every reachable node holds, and
+	// install / use / remove a key on the answering node and every other admitted node.
+	// Operators only. Keys are never returned, only their fingerprints.
+	GossipKeys(context.Context, *connect.Request[adminv1.GossipKeysRequest]) (*connect.Response[adminv1.GossipKeysResponse], error)
+	ChangeGossipKey(context.Context, *connect.Request[adminv1.ChangeGossipKeyRequest]) (*connect.Response[adminv1.ChangeGossipKeyResponse], error)
 }
 
 // NewAdminServiceClient constructs a client for the vigil.admin.v1.AdminService service. By
@@ -327,6 +337,18 @@ func NewAdminServiceClient(httpClient connect.HTTPClient, baseURL string, opts .
 			connect.WithSchema(adminServiceMethods.ByName("ListDecisions")),
 			connect.WithClientOptions(opts...),
 		),
+		gossipKeys: connect.NewClient[adminv1.GossipKeysRequest, adminv1.GossipKeysResponse](
+			httpClient,
+			baseURL+AdminServiceGossipKeysProcedure,
+			connect.WithSchema(adminServiceMethods.ByName("GossipKeys")),
+			connect.WithClientOptions(opts...),
+		),
+		changeGossipKey: connect.NewClient[adminv1.ChangeGossipKeyRequest, adminv1.ChangeGossipKeyResponse](
+			httpClient,
+			baseURL+AdminServiceChangeGossipKeyProcedure,
+			connect.WithSchema(adminServiceMethods.ByName("ChangeGossipKey")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -359,6 +381,8 @@ type adminServiceClient struct {
 	ackAlert             *connect.Client[adminv1.AckAlertRequest, adminv1.AlertResponse]
 	resolveAlert         *connect.Client[adminv1.ResolveAlertRequest, adminv1.AlertResponse]
 	listDecisions        *connect.Client[adminv1.ListDecisionsRequest, adminv1.ListDecisionsResponse]
+	gossipKeys           *connect.Client[adminv1.GossipKeysRequest, adminv1.GossipKeysResponse]
+	changeGossipKey      *connect.Client[adminv1.ChangeGossipKeyRequest, adminv1.ChangeGossipKeyResponse]
 }
 
 // Status calls vigil.admin.v1.AdminService.Status.
@@ -496,6 +520,16 @@ func (c *adminServiceClient) ListDecisions(ctx context.Context, req *connect.Req
 	return c.listDecisions.CallUnary(ctx, req)
 }
 
+// GossipKeys calls vigil.admin.v1.AdminService.GossipKeys.
+func (c *adminServiceClient) GossipKeys(ctx context.Context, req *connect.Request[adminv1.GossipKeysRequest]) (*connect.Response[adminv1.GossipKeysResponse], error) {
+	return c.gossipKeys.CallUnary(ctx, req)
+}
+
+// ChangeGossipKey calls vigil.admin.v1.AdminService.ChangeGossipKey.
+func (c *adminServiceClient) ChangeGossipKey(ctx context.Context, req *connect.Request[adminv1.ChangeGossipKeyRequest]) (*connect.Response[adminv1.ChangeGossipKeyResponse], error) {
+	return c.changeGossipKey.CallUnary(ctx, req)
+}
+
 // AdminServiceHandler is an implementation of the vigil.admin.v1.AdminService service.
 type AdminServiceHandler interface {
 	// Reads.
@@ -532,6 +566,11 @@ type AdminServiceHandler interface {
 	AckAlert(context.Context, *connect.Request[adminv1.AckAlertRequest]) (*connect.Response[adminv1.AlertResponse], error)
 	ResolveAlert(context.Context, *connect.Request[adminv1.ResolveAlertRequest]) (*connect.Response[adminv1.AlertResponse], error)
 	ListDecisions(context.Context, *connect.Request[adminv1.ListDecisionsRequest]) (*connect.Response[adminv1.ListDecisionsResponse], error)
+	// Gossip keyring (like consul keyring): list the keys every reachable node holds, and
+	// install / use / remove a key on the answering node and every other admitted node.
+	// Operators only. Keys are never returned, only their fingerprints.
+	GossipKeys(context.Context, *connect.Request[adminv1.GossipKeysRequest]) (*connect.Response[adminv1.GossipKeysResponse], error)
+	ChangeGossipKey(context.Context, *connect.Request[adminv1.ChangeGossipKeyRequest]) (*connect.Response[adminv1.ChangeGossipKeyResponse], error)
 }
 
 // NewAdminServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -703,6 +742,18 @@ func NewAdminServiceHandler(svc AdminServiceHandler, opts ...connect.HandlerOpti
 		connect.WithSchema(adminServiceMethods.ByName("ListDecisions")),
 		connect.WithHandlerOptions(opts...),
 	)
+	adminServiceGossipKeysHandler := connect.NewUnaryHandler(
+		AdminServiceGossipKeysProcedure,
+		svc.GossipKeys,
+		connect.WithSchema(adminServiceMethods.ByName("GossipKeys")),
+		connect.WithHandlerOptions(opts...),
+	)
+	adminServiceChangeGossipKeyHandler := connect.NewUnaryHandler(
+		AdminServiceChangeGossipKeyProcedure,
+		svc.ChangeGossipKey,
+		connect.WithSchema(adminServiceMethods.ByName("ChangeGossipKey")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/vigil.admin.v1.AdminService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case AdminServiceStatusProcedure:
@@ -759,6 +810,10 @@ func NewAdminServiceHandler(svc AdminServiceHandler, opts ...connect.HandlerOpti
 			adminServiceResolveAlertHandler.ServeHTTP(w, r)
 		case AdminServiceListDecisionsProcedure:
 			adminServiceListDecisionsHandler.ServeHTTP(w, r)
+		case AdminServiceGossipKeysProcedure:
+			adminServiceGossipKeysHandler.ServeHTTP(w, r)
+		case AdminServiceChangeGossipKeyProcedure:
+			adminServiceChangeGossipKeyHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -874,4 +929,12 @@ func (UnimplementedAdminServiceHandler) ResolveAlert(context.Context, *connect.R
 
 func (UnimplementedAdminServiceHandler) ListDecisions(context.Context, *connect.Request[adminv1.ListDecisionsRequest]) (*connect.Response[adminv1.ListDecisionsResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("vigil.admin.v1.AdminService.ListDecisions is not implemented"))
+}
+
+func (UnimplementedAdminServiceHandler) GossipKeys(context.Context, *connect.Request[adminv1.GossipKeysRequest]) (*connect.Response[adminv1.GossipKeysResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("vigil.admin.v1.AdminService.GossipKeys is not implemented"))
+}
+
+func (UnimplementedAdminServiceHandler) ChangeGossipKey(context.Context, *connect.Request[adminv1.ChangeGossipKeyRequest]) (*connect.Response[adminv1.ChangeGossipKeyResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("vigil.admin.v1.AdminService.ChangeGossipKey is not implemented"))
 }
