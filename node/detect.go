@@ -19,6 +19,7 @@ import (
 	"github.com/vigil-mesh/vigil/gossip/response"
 	"github.com/vigil-mesh/vigil/identity"
 	"github.com/vigil-mesh/vigil/identity/policy"
+	"github.com/vigil-mesh/vigil/node/agentproto"
 	"github.com/vigil-mesh/vigil/node/alerts"
 	"github.com/vigil-mesh/vigil/node/telemetry"
 )
@@ -156,8 +157,11 @@ func records(r telemetry.Record, buf []engine.Record) []engine.Record {
 		}
 		buf = append(buf, m)
 		if r.Action != "" {
+			// The router authorised the verb against the sender's capabilities (ACTION or
+			// ACTION:TARGET); only a refusal for want of one is a capability violation.
 			e := base
 			e.Kind, e.Action = engine.Event, r.Action
+			e.Authorized = r.Outcome != agentproto.CodeNoCapability
 			buf = append(buf, e)
 		}
 	case telemetry.KindEvent:

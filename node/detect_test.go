@@ -100,6 +100,13 @@ func TestDetectAlertsEndToEnd(t *testing.T) {
 		}
 		return false
 	})
+	// Every send was allowed by the mesh ("ask" granted by "ask:planner"): none is a
+	// capability violation.
+	for _, a := range listAlerts(t, ac, &adminv1.ListAlertsRequest{Agent: "planner"}) {
+		if a.Model == "capability" {
+			t.Fatalf("an allowed send raised a capability alert: %+v", a)
+		}
+	}
 
 	// Ack, then resolve as a false positive: recorded with who and when; the threshold rises.
 	before := n.DetectionThreshold("planner", "sequence:ngram")

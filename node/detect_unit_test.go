@@ -70,8 +70,9 @@ func TestDetectRecordMapping(t *testing.T) {
 		in   telemetry.Record
 		want string
 	}{
-		{telemetry.Record{Time: now, Agent: "a", Kind: telemetry.KindSend, Action: "ask:b", Peer: "b", Bytes: 3, Outcome: telemetry.OutcomeOK}, "message//b event/ask:b/"},
+		{telemetry.Record{Time: now, Agent: "a", Kind: telemetry.KindSend, Action: "ask:b", Peer: "b", Bytes: 3, Outcome: telemetry.OutcomeOK}, "message//b event/ask:b+/"},
 		{telemetry.Record{Time: now, Agent: "a", Kind: telemetry.KindSend, Action: "tell:b", Peer: "b", Outcome: "no_capability"}, "refusal//b event/tell:b/"},
+		{telemetry.Record{Time: now, Agent: "a", Kind: telemetry.KindSend, Action: "ask", Peer: "b", Outcome: "destination_inactive"}, "refusal//b event/ask+/"},
 		{telemetry.Record{Time: now, Agent: "a", Kind: telemetry.KindEvent, Action: "metric:cpu_usage", Value: 95}, "metric/cpu_usage/"},
 		{telemetry.Record{Time: now, Agent: "a", Kind: telemetry.KindEvent, Action: "tool_call:search"}, "event//"},
 		{telemetry.Record{Time: now, Agent: "a", Kind: telemetry.KindReceive, Action: "ask:a"}, ""},
@@ -88,6 +89,9 @@ func TestDetectRecordMapping(t *testing.T) {
 				if r.Value != 95 {
 					t.Fatalf("metric value %v", r.Value)
 				}
+			}
+			if r.Kind == engine.Event && r.Authorized {
+				x += "+"
 			}
 			got = append(got, r.Kind.String()+"/"+x+"/"+r.Peer)
 		}

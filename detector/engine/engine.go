@@ -53,6 +53,11 @@ type Record struct {
 	// Action is the capability used or tool called (Event); it feeds the capability check and
 	// the sequence model.
 	Action string
+	// Authorized says the mesh already authorised this use of Action against the agent's
+	// capabilities (an allowed send: the verb "ask" granted by "ask:planner"); the engine's own
+	// capability check is then skipped. A use the mesh refused for want of a capability, or
+	// an action the mesh never checked, leaves it false.
+	Authorized bool
 	// Session, when it changes, starts a new action session (else a gap of SessionGap does).
 	Session string
 	Peer    string
@@ -385,7 +390,7 @@ func (e *Engine) rule(a *agent, t int64, metric string, v float64, out []Alert) 
 }
 
 func (e *Engine) event(a *agent, r Record, out []Alert) []Alert {
-	if a.caps != nil {
+	if a.caps != nil && !r.Authorized {
 		if res := a.caps.Check(r.Action); res.Score > 0 {
 			out = append(out, Alert{Agent: a.id, Model: "capability", Score: 1, Evidence: res.Evidence,
 				Time: r.Time, Action: res.Action})

@@ -85,6 +85,10 @@ func TestCapabilityAlert(t *testing.T) {
 	if len(got) != 1 || got[0].Model != "capability" || got[0].Action != rules.Quarantine || !strings.Contains(got[0].Evidence, "tool:shell") {
 		t.Fatalf("unheld capability: %+v", got)
 	}
+	// A use the mesh already authorised (the verb of an allowed send) is not checked again.
+	if got := observe(t, e, Record{Agent: "a", Time: 4, Kind: Event, Action: "ask", Authorized: true}); len(got) != 0 {
+		t.Fatalf("authorised use alerted: %+v", got)
+	}
 }
 
 // traffic feeds one agent's ordinary traffic for n intervals of 10 s starting at interval
