@@ -144,8 +144,8 @@ func Start(cfg Config) (*Mesh, error) {
 	mc.Alive = (*delegate)(m)
 	mc.Merge = (*delegate)(m)
 	m.states = &stateTracker{cid: cfg.ClusterID}
-	mc.Events = m.states
-	mc.Logger = log.New(slogWriter{cfg.Logger}, "", 0)
+	mc.Events, mc.Ping = m.states, m.states
+	mc.Logger = log.New(slogWriter{cfg.Logger, m.states}, "", 0)
 	if len(cfg.Keyring) > 0 {
 		kr, err := memberlist.NewKeyring(cfg.Keyring, cfg.Keyring[0])
 		if err != nil {
@@ -672,10 +672,16 @@ func truncate(s string) string {
 }
 
 // slogWriter adapts memberlist's *log.Logger lines ("[DEBUG] memberlist: …") to slog.
-type slogWriter struct{ l *slog.Logger }
+type slogWriter struct {
+	l      *slog.Logger
+	states *stateTracker // reads this node's suspicions from the lines
+}
 
 func (w slogWriter) Write(p []byte) (int, error) {
 	line := strings.TrimSpace(string(p))
+	if w.states != nil {
+		w.states.noteLog(line)
+	}
 	level := slog.LevelInfo
 	switch {
 	case strings.HasPrefix(line, "[DEBUG]"):

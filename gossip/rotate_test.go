@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/memberlist"
+
 	"github.com/vigil-mesh/vigil/identity"
 )
 
@@ -87,8 +89,8 @@ func TestMeshKeyringOps(t *testing.T) {
 	}
 }
 
-// TestMemberStates: every member is alive; a member that stops answering turns dead in the
-// others' view; a node never seen is absent.
+// TestMemberStates: every member is alive; a member that stops answering is first suspect,
+// then dead in the others' view; a node never seen is absent.
 func TestMemberStates(t *testing.T) {
 	c := newTestCluster(t, 43, 3, nil)
 	m := c.nodes[0].mesh
@@ -99,12 +101,53 @@ func TestMemberStates(t *testing.T) {
 	}
 	gone := c.nodes[2]
 	gone.mesh.Close() // no leave message: failure detection must find it
-	eventually(t, 30*time.Second, func() bool { return m.MemberStates()[gone.key.ID()] == StateDead }, "the stopped node to be dead")
+	sawSuspect := false
+	eventually(t, 60*time.Second, func() bool {
+		st := m.MemberStates()[gone.key.ID()]
+		sawSuspect = sawSuspect || st == StateSuspect
+		return st == StateDead
+	}, "the stopped node to be dead")
+	if !sawSuspect {
+		t.Fatal("the stopped node was dead without being suspect first")
+	}
 	if st := m.MemberStates()[c.nodes[1].key.ID()]; st != StateAlive {
 		t.Fatalf("node 2: %q", st)
 	}
 	k, _ := identity.GenerateKey(seeded(44))
 	if _, ok := m.MemberStates()[k.ID()]; ok {
 		t.Fatal("a node never seen has a state")
+	}
+}
+
+// TestSuspicionTracking: memberlist's line for a failed probe makes a live member suspect in
+// this node's view; an answered probe, a rejoin or a death clears it; other lines change nothing.
+func TestSuspicionTracking(t *testing.T) {
+	k, _ := identity.GenerateKey(seeded(45))
+	name := k.ID().String()
+	var tr stateTracker
+	for _, line := range []string{
+		"[INFO] memberlist: Suspect " + name + " has failed",
+		"[DEBUG] memberlist: Failed UDP ping: " + name + " (timeout reached)",
+		"[INFO] memberlist: Suspect not-an-id has failed, no acks received",
+	} {
+		tr.noteLog(line)
+	}
+	if len(tr.suspect) != 0 {
+		t.Fatalf("suspected from unrelated lines: %v", tr.suspect)
+	}
+	line := "[INFO] memberlist: Suspect " + name + " has failed, no acks received"
+	for _, clear := range []func(){
+		func() { tr.NotifyPingComplete(&memberlist.Node{Name: name}, time.Millisecond, nil) },
+		func() { tr.NotifyJoin(&memberlist.Node{Name: name}) },
+		func() { tr.NotifyLeave(&memberlist.Node{Name: name}) },
+	} {
+		tr.noteLog(line)
+		if _, ok := tr.suspect[name]; !ok {
+			t.Fatal("the failed-probe line did not make the member suspect")
+		}
+		clear()
+		if _, ok := tr.suspect[name]; ok {
+			t.Fatal("suspicion not cleared")
+		}
 	}
 }
