@@ -35,6 +35,7 @@ type devOptions struct {
 	basePort int
 	runFor   time.Duration
 	logLevel string
+	logFile  string        // where the nodes' logs go: "" DIR/dev.log, "-" standard error
 	msgEvery time.Duration // demo-agent-1 sends demo-agent-2 a message this often; 0: no demo traffic
 }
 
@@ -76,6 +77,7 @@ Stop it with Ctrl-C.`,
 	f.IntVar(&o.basePort, "base-port", 7400, "libp2p port of node-1; node-N listens on base-port + 10·(N-1)")
 	f.DurationVar(&o.runFor, "for", 0, "stop this long after the mesh is up (0: run until interrupted)")
 	f.StringVar(&o.logLevel, "log-level", "warn", "log level of the nodes: debug, info, warn, error")
+	f.StringVar(&o.logFile, "log-file", "", "file the nodes' JSON logs are appended to (default DIR/dev.log; - for standard error)")
 	f.DurationVar(&o.msgEvery, "message-every", 500*time.Millisecond, "demo-agent-1 messages demo-agent-2 this often, which answers each (0: no demo traffic)")
 	return cmd
 }
@@ -98,6 +100,30 @@ type devMesh struct {
 	cluster identity.ClusterID
 	opKey   identity.PrivateKey
 	demo    *devDemo // the demo agents (devagents.go); nil until started
+	// logPath is the file the nodes log to ("" for standard error); closeLog closes it.
+	logPath  string
+	closeLog func()
+}
+
+// openDevLog opens where the nodes' logs go: DIR/dev.log unless --log-file says otherwise. The
+// terminal keeps the mesh's summary and the demo agents' reports; raft's transient complaints
+// while the nodes find each other stay in the file.
+func openDevLog(o devOptions) (*os.File, string, error) {
+	if o.logFile == "-" {
+		return os.Stderr, "", nil
+	}
+	path := o.logFile
+	if path == "" {
+		if err := os.MkdirAll(o.dir, 0o700); err != nil {
+			return nil, "", fmt.Errorf("dev: %w", err)
+		}
+		path = filepath.Join(o.dir, "dev.log")
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, "", fmt.Errorf("dev: --log-file: %w", err)
+	}
+	return f, path, nil
 }
 
 func runDev(ctx context.Context, out io.Writer, o devOptions) error {
@@ -147,7 +173,22 @@ func startDevMesh(ctx context.Context, out io.Writer, o devOptions) (*devMesh, e
 	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
 		return nil, usagef("dev: --log-level %q: %v", o.logLevel, err)
 	}
-	logger := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	logOut, logPath, err := openDevLog(o)
+	if err != nil {
+		return nil, err
+	}
+	logger := slog.New(slog.NewJSONHandler(logOut, &slog.HandlerOptions{Level: level}))
+	closeLog := func() {
+		if logOut != os.Stderr {
+			logOut.Close()
+		}
+	}
+	handed := false // the mesh closes the log from now on
+	defer func() {
+		if !handed {
+			closeLog()
+		}
+	}()
 
 	first := filepath.Join(o.dir, "node-1")
 	if _, err := os.Stat(filepath.Join(first, "genesis.bin")); errors.Is(err, os.ErrNotExist) {
@@ -180,7 +221,8 @@ func startDevMesh(ctx context.Context, out io.Writer, o devOptions) (*devMesh, e
 		return nil, err
 	}
 
-	m := &devMesh{o: o, cluster: genesis.ClusterID, opKey: opKey, nodes: make([]*devNode, o.nodes)}
+	m := &devMesh{o: o, cluster: genesis.ClusterID, opKey: opKey, nodes: make([]*devNode, o.nodes),
+		logPath: logPath, closeLog: closeLog}
 	ok := false
 	defer func() {
 		if !ok {
@@ -231,7 +273,7 @@ func startDevMesh(ctx context.Context, out io.Writer, o devOptions) (*devMesh, e
 	if err := writeDevEnv(o, nodes); err != nil {
 		return nil, err
 	}
-	ok = true
+	ok, handed = true, true
 	return m, nil
 }
 
@@ -257,6 +299,10 @@ func (m *devMesh) close() {
 		live[i].close()
 	}
 	m.nodes = nil
+	if m.closeLog != nil {
+		m.closeLog()
+		m.closeLog = nil
+	}
 }
 
 // devKeyring returns the gossip keyring of node-1 in dir (vigil init writes it), creating it for
@@ -567,7 +613,11 @@ func printDevStatus(ctx context.Context, out io.Writer, m *devMesh) {
 	}
 	fmt.Fprintf(&buf, "\nthe agents above were read from %s's own replica (a consistent read)\n", last.name)
 	m.demo.explain(&buf)
-	fmt.Fprintf(&buf, "\ndata in %s; Ctrl-C stops the mesh. In another shell:\n", o.dir)
+	fmt.Fprintf(&buf, "\ndata in %s", o.dir)
+	if m.logPath != "" {
+		fmt.Fprintf(&buf, "; node logs (level %s) in %s", o.logLevel, m.logPath)
+	}
+	fmt.Fprintf(&buf, "; Ctrl-C stops the mesh. In another shell:\n")
 	fmt.Fprintf(&buf, "  source %s/vigil.env\n  ./bin/vigil members                       # the Raft members (node-1 answers)\n", o.dir)
 	fmt.Fprintf(&buf, "  curl -s http://%s/metrics | grep -e vigil_gossip_members -e vigil_agent\n", nodes[0].daemon.HTTPAddr())
 	fmt.Fprintf(&buf, "  ./bin/vigil agent list\n")
