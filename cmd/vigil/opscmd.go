@@ -362,17 +362,25 @@ func newAuditCmd() *cobra.Command {
 	var principal, since, until string
 	var limit int
 	cmd := &cobra.Command{
-		Use:   "audit",
+		Use:   "audit [NAME|ID]",
 		Short: "Show the registry's audit history: who signed what, when",
 		Long: `audit prints the replicated audit history, oldest first: every applied command with its
-signers and subjects. --since and --until take an RFC 3339 time or a duration ago (1h, 30m).
+signers and subjects. NAME|ID (or --principal) keeps the entries signed by or about that principal.
+--since and --until take an RFC 3339 time or a duration ago (1h, 30m).
 --limit caps the number of entries printed (the newest are dropped; use --since to page).`,
 		Example: `  vigil audit --since 24h
+  vigil audit planner-1 --limit 20
   vigil audit --principal planner-1 --limit 20
   vigil audit --since 2026-11-01T00:00:00Z --until 2026-11-02T00:00:00Z --output json`,
-		Args: adminArgs(cobra.NoArgs),
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		Args: adminArgs(cobra.MaximumNArgs(1)),
+		RunE: func(cmd *cobra.Command, args []string) error {
 			now := time.Now()
+			if len(args) == 1 {
+				if principal != "" && principal != args[0] {
+					return usagef("audit: %q and --principal %q name different principals; give one", args[0], principal)
+				}
+				principal = args[0]
+			}
 			req := &adminv1.AuditRequest{Consistent: f.consistent, Principal: principal}
 			if since != "" {
 				t, err := parseWhen(since, now)

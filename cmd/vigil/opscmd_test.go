@@ -98,6 +98,10 @@ func TestMOfNApproval(t *testing.T) {
 
 	out, code = runAdmin(t, "audit", "--principal", "dave", "--socket", sock)
 	must(t, exitOK, out, code, "add-operator", "alice,bob")
+	out, code = runAdmin(t, "audit", "dave", "--socket", sock)
+	must(t, exitOK, out, code, "add-operator", "alice,bob")
+	out, code = runAdmin(t, "audit", "dave", "--principal", "erin", "--socket", sock)
+	must(t, exitUsage, out, code, "name different principals")
 
 	// Submitting the same file again is a replay.
 	out, code = runAdmin(t, "submit", file, "--socket", sock)
