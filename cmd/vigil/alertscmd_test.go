@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vigil-mesh/vigil/gossip/response"
 	"github.com/vigil-mesh/vigil/node/admin"
 	"github.com/vigil-mesh/vigil/node/alerts"
 )
@@ -34,7 +33,8 @@ func testAlertsConfig(t *testing.T, c *admin.Config) {
 	t.Cleanup(func() { _ = st.Close() })
 	testAlerts = st
 	c.Alerts = testAlertBackend{st}
-	c.Decisions = func() []response.Decision { return nil }
+	testDecisions = testDecisionBackend{st}
+	c.Decisions = testDecisions
 }
 
 func TestAlertsCmd(t *testing.T) {

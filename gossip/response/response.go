@@ -46,8 +46,9 @@ var (
 	// ErrRevoked: Lift refused because the agent's last decision was Revoke. A revocation is
 	// reversed in the registry (M-of-N reinstatement), never by forgetting signals.
 	ErrRevoked = errors.New("response: the agent's last decision is revoke")
-	// ErrNothingToLift: Lift found no signal and no step held for the agent.
-	ErrNothingToLift = errors.New("response: nothing held for the agent")
+	// ErrNothingToLift: Lift found no signal and no step held for the agent (callers also use it
+	// when no throttle or quarantine is running).
+	ErrNothingToLift = errors.New("response: nothing to lift")
 )
 
 // Step is one rung of the ladder: it applies once at least Reporters distinct admitted nodes

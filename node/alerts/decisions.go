@@ -78,17 +78,25 @@ func ParseDecisionAction(s string) (string, error) {
 // CheckReason checks a lift's reason: required, at most MaxReasonLen bytes of UTF-8, no control
 // characters (it is printed in tables and logs).
 func CheckReason(reason string) error {
-	switch {
-	case strings.TrimSpace(reason) == "":
-		return invalidf("reason", "required")
-	case len(reason) > MaxReasonLen:
-		return invalidf("reason", "%d bytes, max %d", len(reason), MaxReasonLen)
-	case !utf8.ValidString(reason):
-		return invalidf("reason", "not valid UTF-8")
-	case strings.ContainsFunc(reason, unicode.IsControl):
-		return invalidf("reason", "contains a control character")
+	if p := ReasonProblem(reason); p != "" {
+		return invalidf("reason", "%s", p)
 	}
 	return nil
+}
+
+// ReasonProblem is what CheckReason finds wrong with reason, or "".
+func ReasonProblem(reason string) string {
+	switch {
+	case strings.TrimSpace(reason) == "":
+		return "required"
+	case len(reason) > MaxReasonLen:
+		return fmt.Sprintf("%d bytes, max %d", len(reason), MaxReasonLen)
+	case !utf8.ValidString(reason):
+		return "not valid UTF-8"
+	case strings.ContainsFunc(reason, unicode.IsControl):
+		return "contains a control character"
+	}
+	return ""
 }
 
 // Validate checks a decision before it is stored; the error names the field.
