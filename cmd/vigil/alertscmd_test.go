@@ -24,7 +24,7 @@ func (b testAlertBackend) ResolveAlert(id, who string, fp bool) (alerts.Alert, e
 	return b.st.Resolve(id, who, fp, time.Now())
 }
 
-// testAlertsConfig gives adminNode's admin server a real alert store and no decisions.
+// testAlertsConfig gives adminNode's admin server a real alert store, and its decisions.
 func testAlertsConfig(t *testing.T, c *admin.Config) {
 	st, err := alerts.Open(filepath.Join(t.TempDir(), "state"), alerts.DefaultConfig())
 	if err != nil {
