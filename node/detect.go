@@ -4,7 +4,6 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -64,10 +63,7 @@ type detection struct {
 }
 
 func (n *Node) startDetection() error {
-	st, err := alerts.Open(filepath.Join(n.cfg.Node.DataDir, "state"), alerts.DefaultConfig())
-	if err != nil {
-		return fmt.Errorf("node: state: %w", err)
-	}
+	st := n.state
 	d := &detection{n: n, store: st, queue: make(chan telemetry.Record, detectQueue), done: make(chan struct{}),
 		caps: map[string]time.Time{}, unfit: map[string]bool{}}
 	d.dropped = prometheus.NewCounter(prometheus.CounterOpts{Name: "vigil_detect_dropped_total",
@@ -78,12 +74,10 @@ func (n *Node) startDetection() error {
 		Help: "Alerts raised on this node, by model class (rule, capability, metric, hst, rrcf, sequence) and action."}, []string{"model", "action"})
 	for _, c := range []prometheus.Collector{d.dropped, d.failed, d.raised} {
 		if err := n.metrics.reg.Register(c); err != nil {
-			st.Close()
 			return fmt.Errorf("node: metrics: %w", err)
 		}
 	}
 	if err := d.follow(true); err != nil {
-		st.Close()
 		return err
 	}
 	n.detect = d
@@ -100,15 +94,14 @@ func (n *Node) startDetection() error {
 	return nil
 }
 
-// close stops the loop, checkpoints every agent and closes the store.
+// close stops the loop and checkpoints every agent (the node closes the store afterwards).
 func (d *detection) close() error {
 	d.unsub()
 	close(d.done)
 	d.wg.Wait()
 	d.mu.Lock()
-	err := d.checkpointLocked()
-	d.mu.Unlock()
-	return errors.Join(err, d.store.Close())
+	defer d.mu.Unlock()
+	return d.checkpointLocked()
 }
 
 func (d *detection) loop() {
@@ -515,13 +508,9 @@ func (n *Node) applyResponse(p policy.Response) error {
 	return nil
 }
 
-// Alerts is the node's alert store (nil when detection did not start).
-func (n *Node) Alerts() *alerts.Store {
-	if n.detect == nil {
-		return nil
-	}
-	return n.detect.store
-}
+// Alerts is the node's state store: alerts, response decisions and detector checkpoints (nil
+// before Start opened it).
+func (n *Node) Alerts() *alerts.Store { return n.state }
 
 // ResolveAlert resolves alert id as who; a false positive is reported to the engine
 // (engine.Feedback), which raises that agent's threshold for that model. Feedback on a rule or

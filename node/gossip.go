@@ -22,6 +22,7 @@ import (
 	"github.com/vigil-mesh/vigil/gossip/response"
 	"github.com/vigil-mesh/vigil/identity"
 	"github.com/vigil-mesh/vigil/node/agentproto"
+	"github.com/vigil-mesh/vigil/node/alerts"
 	"github.com/vigil-mesh/vigil/node/config"
 	"github.com/vigil-mesh/vigil/node/enforce"
 )
@@ -30,9 +31,6 @@ import (
 // together (see proposeAutoRevoke).
 const proposeStagger = 300 * time.Millisecond
 
-// maxDecisions bounds the response decisions kept in memory for the admin API.
-const maxDecisions = 1024
-
 // gossipLayer is the node's side of the gossip mesh: it publishes committed revocations,
 // enforces verified revocations that arrive by gossip at once (the enforce overlay), and feeds
 // anomaly signals to the response aggregator.
@@ -40,15 +38,16 @@ type gossipLayer struct {
 	n    *Node
 	mesh *gossip.Mesh
 
-	mu        sync.Mutex // guards agg, decisions and lifts
-	agg       *response.Aggregator
-	decisions []response.Decision
-	lifts     map[peer.ID]*time.Timer // end of each local quarantine
+	// mu guards agg and lifts, and is held while a decision is stored (so the store's order is
+	// the order of decisions) and while a quarantine is put on or lifted.
+	mu    sync.Mutex
+	agg   *response.Aggregator
+	lifts map[peer.ID]*time.Timer // end of each local quarantine
 
-	revApplied, revAlready, revRefused, proposals atomic.Uint64
-	decided                                       [response.Revoke + 1]atomic.Uint64 // decisions that changed a step, by action
-	done                                          chan struct{}
-	wg                                            sync.WaitGroup
+	revApplied, revAlready, revRefused, proposals, lifted atomic.Uint64
+	decided                                               [response.Revoke + 1]atomic.Uint64 // decisions that changed a step, by action
+	done                                                  chan struct{}
+	wg                                                    sync.WaitGroup
 }
 
 // GossipStats is what the node's gossip layer has done.
@@ -231,13 +230,15 @@ func (l *gossipLayer) observe(s identity.Signal) {
 			l.n.log.Warn("node: response: revoke quorum", "quorum", q, "err", err)
 		}
 	}
-	d := l.agg.Observe(s, time.Now())
+	now := time.Now()
+	d := l.agg.Observe(s, now)
+	cut := false
 	if d.Changed {
 		l.decided[d.Action].Add(1)
-		if len(l.decisions) == maxDecisions {
-			l.decisions = l.decisions[1:]
+		l.recordLocked(d, now)
+		if d.Action == response.Quarantine && !d.DryRun {
+			cut = l.quarantineLocked(d)
 		}
-		l.decisions = append(l.decisions, d)
 	}
 	l.mu.Unlock()
 	if !d.Changed {
@@ -245,42 +246,67 @@ func (l *gossipLayer) observe(s identity.Signal) {
 	}
 	l.n.log.Info("node: response decision", "agent", d.Agent.Name, "action", d.Action.String(),
 		"reporters", d.Reporters, "signals", d.Signals, "dry_run", d.DryRun, "escalated", d.Escalated)
-	if d.DryRun {
-		return
+	if cut {
+		l.n.enforcer.Disconnect(d.Agent.Key.ID().Peer(), enforce.ReasonQuarantined)
 	}
-	switch d.Action {
-	case response.Quarantine:
-		l.quarantine(d)
-	case response.Revoke:
+	if d.Action == response.Revoke && !d.DryRun {
 		l.wg.Add(1)
 		go l.proposeAutoRevoke(d)
 	}
 }
 
-// quarantine cuts the agent off on this node at once, until d.Until (a renewed quarantine
-// moves the end). The registry is not changed: the quarantine is local.
-func (l *gossipLayer) quarantine(d response.Decision) {
-	p := d.Agent.Key.ID().Peer()
-	if l.n.views.QuarantineOverlay(p) {
-		l.n.enforcer.Disconnect(p, enforce.ReasonQuarantined)
+// recordLocked stores a decision that changed an agent's step in the node's state store, where
+// ListDecisions reads it. A step back to none (a custom ladder's signals aged out) is counted
+// but not stored. A failed write is logged; the decision is still carried out.
+func (l *gossipLayer) recordLocked(d response.Decision, now time.Time) {
+	if d.Action == response.None {
+		return
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
+	rec := alerts.Decision{Time: now, Agent: d.Agent.Name, AgentID: d.Agent.Key.ID().String(), Action: d.Action.String(),
+		Reporters: d.Reporters, Signals: d.Signals, MaxScore: d.MaxScore, Until: d.Until, Escalated: d.Escalated, DryRun: d.DryRun}
+	for _, s := range d.Evidence {
+		rec.EvidenceReporters = append(rec.EvidenceReporters, s.Reporter.ID().String())
+	}
+	if _, err := l.n.state.AddDecision(rec); err != nil {
+		l.n.log.Error("node: response decision not stored", "agent", d.Agent.Name, "action", d.Action.String(), "err", err)
+	}
+}
+
+// quarantineLocked cuts the agent off on this node until d.Until (a renewed quarantine moves the
+// end); it reports whether the agent was admitted before, so the caller closes its connections
+// once l.mu is released. The registry is not changed: the quarantine is local.
+func (l *gossipLayer) quarantineLocked(d response.Decision) bool {
+	p := d.Agent.Key.ID().Peer()
+	cut := l.n.views.QuarantineOverlay(p)
 	if l.lifts == nil {
 		l.lifts = map[peer.ID]*time.Timer{}
 	}
 	if t := l.lifts[p]; t != nil {
 		t.Stop()
 	}
-	l.lifts[p] = time.AfterFunc(time.Until(d.Until), func() {
+	var t *time.Timer
+	t = time.AfterFunc(time.Until(d.Until), func() {
 		l.mu.Lock()
+		if l.lifts[p] != t { // renewed or lifted meanwhile
+			l.mu.Unlock()
+			return
+		}
 		delete(l.lifts, p)
-		l.mu.Unlock()
 		l.n.views.LiftQuarantine(p)
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = l.n.enforcer.Refresh(ctx)
+		l.mu.Unlock()
+		l.refresh()
 	})
+	l.lifts[p] = t
+	return cut
+}
+
+// refresh rebuilds the node's View from the registry (without the lifted overlay entries).
+func (l *gossipLayer) refresh() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := l.n.enforcer.Refresh(ctx); err != nil {
+		l.n.log.Warn("node: response: refresh after a lift", "err", err)
+	}
 }
 
 // proposeAutoRevoke proposes an AutoRevokeAgent carrying the evidence, signed by this node, and
@@ -378,17 +404,6 @@ func (n *Node) ReportAnomaly(name, detector string, score float64, evidence [32]
 	return nil
 }
 
-// Decisions returns the response decisions that changed an agent's step, oldest first (at most
-// 1024).
-func (n *Node) Decisions() []response.Decision {
-	if n.gossip == nil {
-		return nil
-	}
-	n.gossip.mu.Lock()
-	defer n.gossip.mu.Unlock()
-	return append([]response.Decision(nil), n.gossip.decisions...)
-}
-
 // GossipAddr is the host:port of this node's gossip mesh ("" when gossip is off).
 func (n *Node) GossipAddr() string {
 	if n.gossip == nil {
@@ -468,31 +483,14 @@ func (n *Node) reportEvent(p peer.ID, cause error) {
 	}
 }
 
-// decisionJSON is one response decision as GET /decisions shows it.
-type decisionJSON struct {
-	Agent     string    `json:"agent"`
-	AgentID   string    `json:"agent_id"`
-	Action    string    `json:"action"`
-	Reporters []string  `json:"reporters,omitempty"` // evidence of a revoke decision
-	Count     int       `json:"reporter_count"`
-	Signals   int       `json:"signals"`
-	MaxScore  float64   `json:"max_score"`
-	Until     time.Time `json:"until,omitzero"`
-	Escalated bool      `json:"escalated,omitempty"`
-	DryRun    bool      `json:"dry_run,omitempty"`
-}
-
-// serveDecisions answers GET /decisions on the local HTTP endpoint: the response decisions that
-// changed an agent's step, oldest first, as JSON (until the admin API carries them).
+// serveDecisions answers GET /decisions on the local HTTP endpoint: the newest 100 stored
+// response decisions (lifts included), newest first, as JSON. The admin API's ListDecisions
+// filters and pages them.
 func (n *Node) serveDecisions(w http.ResponseWriter, _ *http.Request) {
-	out := []decisionJSON{}
-	for _, d := range n.Decisions() {
-		j := decisionJSON{Agent: d.Agent.Name, AgentID: d.Agent.Key.ID().String(), Action: d.Action.String(),
-			Count: d.Reporters, Signals: d.Signals, MaxScore: d.MaxScore, Until: d.Until, Escalated: d.Escalated, DryRun: d.DryRun}
-		for _, s := range d.Evidence {
-			j.Reporters = append(j.Reporters, s.Reporter.ID().String())
-		}
-		out = append(out, j)
+	out, err := n.Decisions(alerts.DecisionQuery{Limit: 100})
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
 	}
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(out)

@@ -13,13 +13,14 @@ var (
 	descGossipRevs     = prometheus.NewDesc("vigil_gossip_revocations_total", "Revocations received by gossip, by result: applied (enforced before Raft delivered them), already_applied (Raft was first) or refused.", []string{"result"}, nil)
 	descDecisions      = prometheus.NewDesc("vigil_response_decisions_total", "Response decisions that changed an agent's step, by action.", []string{"action"}, nil)
 	descProposals      = prometheus.NewDesc("vigil_response_proposals_total", "Automated revocations this node proposed.", nil, nil)
+	descLifts          = prometheus.NewDesc("vigil_response_lifts_total", "Throttles and quarantines operators lifted on this node (vigil decisions lift).", nil, nil)
 )
 
 // gossipCollector reads the gossip layer's counters at scrape time.
 type gossipCollector struct{ l *gossipLayer }
 
 func (c *gossipCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descGossipMembers, descGossipPayloads, descGossipRevs, descDecisions, descProposals} {
+	for _, d := range []*prometheus.Desc{descGossipMembers, descGossipPayloads, descGossipRevs, descDecisions, descProposals, descLifts} {
 		ch <- d
 	}
 }
@@ -37,4 +38,5 @@ func (c *gossipCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descDecisions, prometheus.CounterValue, float64(l.decided[a].Load()), a.String())
 	}
 	ch <- prometheus.MustNewConstMetric(descProposals, prometheus.CounterValue, float64(l.proposals.Load()))
+	ch <- prometheus.MustNewConstMetric(descLifts, prometheus.CounterValue, float64(l.lifted.Load()))
 }

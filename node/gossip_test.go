@@ -10,9 +10,9 @@ import (
 
 	"github.com/libp2p/go-libp2p"
 
-	"github.com/vigil-mesh/vigil/gossip/response"
 	"github.com/vigil-mesh/vigil/identity"
 	"github.com/vigil-mesh/vigil/node/agentproto"
+	"github.com/vigil-mesh/vigil/node/alerts"
 	"github.com/vigil-mesh/vigil/node/enforce"
 )
 
@@ -163,12 +163,8 @@ func TestGossipAutomatedRevocation(t *testing.T) {
 		}
 	}
 	waitUntil(t, "node-2 to hear node-1's signals", func() bool {
-		for _, d := range c.nodes[1].Decisions() {
-			if d.Action >= response.Alert {
-				return true
-			}
-		}
-		return false
+		ds, err := c.nodes[1].Decisions(alerts.DecisionQuery{Agent: "worker"})
+		return err == nil && len(ds) > 0
 	})
 	time.Sleep(500 * time.Millisecond)
 	for _, n := range c.nodes {
@@ -240,10 +236,8 @@ func TestGossipLocalQuarantine(t *testing.T) {
 	if st != identity.StatusActive {
 		t.Fatalf("registry says %s: a local quarantine reached the registry", st)
 	}
-	for _, d := range c.nodes[2].Decisions() {
-		if d.Action == response.Revoke {
-			t.Fatal("two reporters under quorum 3 decided revoke")
-		}
+	if ds, err := c.nodes[2].Decisions(alerts.DecisionQuery{Action: "revoke"}); err != nil || len(ds) != 0 {
+		t.Fatalf("two reporters under quorum 3 decided revoke: %+v %v", ds, err)
 	}
 }
 
@@ -270,8 +264,9 @@ func TestGossipForgedReverificationSignals(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitUntil(t, "node-2 to count node-1's re-verification signal", func() bool {
-		for _, d := range c.nodes[1].Decisions() {
-			if d.Agent.Name == "worker" && d.Action >= response.Alert && d.Reporters == 1 {
+		ds, _ := c.nodes[1].Decisions(alerts.DecisionQuery{Agent: "worker"})
+		for _, d := range ds {
+			if d.Action != alerts.ActionLift && d.Reporters == 1 {
 				return true
 			}
 		}

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -25,6 +26,7 @@ import (
 	"github.com/vigil-mesh/vigil/identity"
 	"github.com/vigil-mesh/vigil/node/admin"
 	"github.com/vigil-mesh/vigil/node/agentproto"
+	"github.com/vigil-mesh/vigil/node/alerts"
 	"github.com/vigil-mesh/vigil/node/config"
 	"github.com/vigil-mesh/vigil/node/enforce"
 	"github.com/vigil-mesh/vigil/node/telemetry"
@@ -54,9 +56,10 @@ type Node struct {
 	closeOnce sync.Once
 	closeErr  error
 
-	links  *linkGate    // the gater plus fault injection (faults.go)
-	gossip *gossipLayer // nil unless gossip.enabled (gossip.go)
-	detect *detection   // the detector engine's shell (detect.go)
+	links  *linkGate     // the gater plus fault injection (faults.go)
+	gossip *gossipLayer  // nil unless gossip.enabled (gossip.go)
+	state  *alerts.Store // alerts, response decisions, detector checkpoints (DIR/state)
+	detect *detection    // the detector engine's shell (detect.go)
 }
 
 // Start starts a node from a loaded configuration: it opens the key and genesis, starts the libp2p
@@ -164,6 +167,13 @@ func Start(cfg config.Config, log *slog.Logger) (_ *Node, err error) {
 		return nil, err
 	}
 
+	// The node's state store (alerts, response decisions, detector checkpoints) opens before
+	// gossip, which records decisions from the first signal on, and closes after both.
+	if n.state, err = alerts.Open(filepath.Join(cfg.Node.DataDir, "state"), alerts.DefaultConfig()); err != nil {
+		return nil, fmt.Errorf("node: state: %w", err)
+	}
+	n.closers = append(n.closers, n.state.Close)
+
 	if cfg.Gossip.Enabled {
 		if err := n.startGossip(g.ClusterID); err != nil {
 			return nil, err
@@ -196,7 +206,7 @@ func (n *Node) serveAdmin(cons *consensus.Node) error {
 	ac.Key, ac.Logger = n.key, n.log
 	ac.Metrics = n.metrics.reg
 	ac.Activity = n.telemetry.Query
-	ac.Alerts, ac.Decisions = alertBackend{n}, n.Decisions
+	ac.Alerts, ac.Decisions = alertBackend{n}, decisionBackend{n}
 	if n.gossip != nil {
 		ac.Gossip = n.gossip // gossip_keys.go: member states and the keyring methods
 	}

@@ -48,7 +48,7 @@ func (f *adminFlags) register(cmd *cobra.Command, reads bool) {
 	p.StringVarP(&f.output, "output", "o", "table", "output format: table or json")
 	if reads {
 		p.BoolVar(&f.consistent, "consistent", false, "linearizable read through the leader instead of the node's local view")
-	} else if cmd.Name() != "approve" && cmd.Name() != "submit" {
+	} else if cmd.Name() != "approve" && cmd.Name() != "submit" && cmd.Name() != "lift" { // a lift carries no signed command
 		p.StringVar(&f.out, "out", "", "sign the command and write it to this approval file instead of sending it (M-of-N: see vigil approve)")
 	}
 }

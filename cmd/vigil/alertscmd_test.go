@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vigil-mesh/vigil/gossip/response"
 	"github.com/vigil-mesh/vigil/node/admin"
 	"github.com/vigil-mesh/vigil/node/alerts"
 )
@@ -25,7 +24,7 @@ func (b testAlertBackend) ResolveAlert(id, who string, fp bool) (alerts.Alert, e
 	return b.st.Resolve(id, who, fp, time.Now())
 }
 
-// testAlertsConfig gives adminNode's admin server a real alert store and no decisions.
+// testAlertsConfig gives adminNode's admin server a real alert store, and its decisions.
 func testAlertsConfig(t *testing.T, c *admin.Config) {
 	st, err := alerts.Open(filepath.Join(t.TempDir(), "state"), alerts.DefaultConfig())
 	if err != nil {
@@ -34,7 +33,8 @@ func testAlertsConfig(t *testing.T, c *admin.Config) {
 	t.Cleanup(func() { _ = st.Close() })
 	testAlerts = st
 	c.Alerts = testAlertBackend{st}
-	c.Decisions = func() []response.Decision { return nil }
+	testDecisions = testDecisionBackend{st}
+	c.Decisions = testDecisions
 }
 
 func TestAlertsCmd(t *testing.T) {

@@ -28,4 +28,9 @@
 //   - Memory is bounded: at most MaxAgents agents and MaxPerReporter signals per reporter and
 //     agent; the least recently seen agent is forgotten first.
 //   - DryRun marks every decision; the shell records it and does nothing else.
+//   - Lift (an operator's reversal) forgets the agent's counted signals, its step and its
+//     quarantine count; the lifted signals stay known as duplicates while inside the window (at
+//     most 4 × MaxPerReporter per reporter), so only fresh signals climb the ladder again. A
+//     revoke is never lifted (ErrRevoked): it is reversed by M-of-N reinstatement. State reads
+//     an agent's step without changing anything.
 package response

@@ -39,8 +39,17 @@ func ParseAction(s string) (Action, error) {
 	return None, fmt.Errorf("response: action %q: want alert, throttle, quarantine or revoke: %w", s, ErrInvalidConfig)
 }
 
-// ErrInvalidConfig is wrapped by every Config.Validate error.
-var ErrInvalidConfig = errors.New("invalid response config")
+// Errors. Test with errors.Is.
+var (
+	// ErrInvalidConfig is wrapped by every Config.Validate error.
+	ErrInvalidConfig = errors.New("invalid response config")
+	// ErrRevoked: Lift refused because the agent's last decision was Revoke. A revocation is
+	// reversed in the registry (M-of-N reinstatement), never by forgetting signals.
+	ErrRevoked = errors.New("response: the agent's last decision is revoke")
+	// ErrNothingToLift: Lift found no signal and no step held for the agent (callers also use it
+	// when no throttle or quarantine is running).
+	ErrNothingToLift = errors.New("response: nothing to lift")
+)
 
 // Step is one rung of the ladder: it applies once at least Reporters distinct admitted nodes
 // and at least Signals distinct signals in all name the agent within the window.
@@ -164,9 +173,17 @@ type entry struct {
 	sig identity.Signal
 }
 
+// spentSig is a signal forgotten by Lift, kept until it leaves the window so that a replay of it
+// is still a duplicate.
+type spentSig struct {
+	nonce      [16]byte
+	observedAt time.Time
+}
+
 type agentState struct {
 	subject     identity.SignalSubject
 	byReporter  map[identity.PublicKey][]entry
+	spent       map[identity.PublicKey][]spentSig // signals lifted, while they are fresh
 	last        Action
 	until       time.Time
 	quarantines int
@@ -207,7 +224,8 @@ func (a *Aggregator) Observe(s identity.Signal, now time.Time) Decision {
 			a.agents[s.Subject] = st
 		}
 		list := st.byReporter[s.Reporter]
-		if !slices.ContainsFunc(list, func(e entry) bool { return e.sig.Nonce == s.Nonce }) {
+		if !slices.ContainsFunc(list, func(e entry) bool { return e.sig.Nonce == s.Nonce }) &&
+			!slices.ContainsFunc(st.spent[s.Reporter], func(x spentSig) bool { return x.nonce == s.Nonce }) {
 			list = append(list, entry{s.Clone()})
 			if len(list) > a.cfg.MaxPerReporter { // keep the freshest
 				slices.SortFunc(list, func(x, y entry) int { return x.sig.ObservedAt.Compare(y.sig.ObservedAt) })
@@ -235,6 +253,14 @@ func (a *Aggregator) Evaluate(subject identity.SignalSubject, now time.Time) Dec
 // tally drops signals that left the window and counts what remains; freshest holds each
 // reporter's latest signal.
 func (a *Aggregator) tally(st *agentState, now time.Time) (reporters, signals int, maxScore float64, freshest []identity.Signal) {
+	for rep, list := range st.spent {
+		list = slices.DeleteFunc(list, func(x spentSig) bool { return x.observedAt.Before(now.Add(-a.cfg.Window)) })
+		if len(list) == 0 {
+			delete(st.spent, rep)
+		} else {
+			st.spent[rep] = list
+		}
+	}
 	for rep, list := range st.byReporter {
 		keep := list[:0]
 		for i := range list {
@@ -321,10 +347,11 @@ func (a *Aggregator) makeRoom(now time.Time) {
 	}
 }
 
-// Prune forgets every agent with no fresh signal and no running throttle or quarantine.
+// Prune forgets every agent with no fresh signal, no running throttle or quarantine and no
+// lifted signal still inside the window.
 func (a *Aggregator) Prune(now time.Time) {
 	for k, st := range a.agents {
-		if r, _, _, _ := a.tally(st, now); r == 0 && !now.Before(st.until) {
+		if r, _, _, _ := a.tally(st, now); r == 0 && !now.Before(st.until) && len(st.spent) == 0 {
 			delete(a.agents, k)
 		}
 	}
@@ -350,4 +377,65 @@ func (a *Aggregator) SetRevokeQuorum(q int) error {
 	}
 	a.cfg = c
 	return nil
+}
+
+// State is an agent's response state at an instant, as State reads it.
+type State struct {
+	Action  Action    // the last step decided; None when the agent is not tracked
+	Until   time.Time // end of the last throttle or quarantine; zero otherwise
+	Running bool      // Action is Throttle or Quarantine and Until is after now
+	Signals int       // signals held for the agent (including any that left the window since the last decision)
+}
+
+// State returns subject's state at now and changes nothing (Evaluate, unlike it, renews an
+// expired quarantine whose signals are still fresh).
+func (a *Aggregator) State(subject identity.SignalSubject, now time.Time) State {
+	st := a.agents[subject]
+	if st == nil {
+		return State{}
+	}
+	out := State{Action: st.last, Until: st.until}
+	out.Running = (st.last == Throttle || st.last == Quarantine) && now.Before(st.until)
+	for _, list := range st.byReporter {
+		out.Signals += len(list)
+	}
+	return out
+}
+
+// Lift is an operator's reversal of subject's response at now: it forgets every signal counted
+// for the agent, ends its throttle or quarantine, and resets its quarantine count, so the next
+// decision starts at the bottom of the ladder and a fresh quorum of fresh signals is needed to
+// climb it again. A lifted signal is remembered (reporter and nonce) while it is inside the
+// window, so a replay of it is still a duplicate. Lift returns the state before the lift.
+//
+// Refused, changing nothing: ErrRevoked when the last decision was Revoke (its evidence stays),
+// ErrNothingToLift when the aggregator holds nothing for the agent. Whether a lift is warranted
+// (a running throttle or quarantine) is the caller's policy: see State.
+func (a *Aggregator) Lift(subject identity.SignalSubject, now time.Time) (State, error) {
+	st := a.agents[subject]
+	if st == nil {
+		return State{}, fmt.Errorf("%w: %s", ErrNothingToLift, subject.Name)
+	}
+	before := a.State(subject, now)
+	if st.last == Revoke {
+		return before, fmt.Errorf("%w: %s", ErrRevoked, subject.Name)
+	}
+	if st.spent == nil {
+		st.spent = map[identity.PublicKey][]spentSig{}
+	}
+	for rep, list := range st.byReporter {
+		for _, e := range list {
+			if !e.sig.ObservedAt.Before(now.Add(-a.cfg.Window)) {
+				st.spent[rep] = append(st.spent[rep], spentSig{nonce: e.sig.Nonce, observedAt: e.sig.ObservedAt})
+			}
+		}
+		// Bound: several lifts inside one window keep the newest 4 × MaxPerReporter per reporter.
+		if sp := st.spent[rep]; len(sp) > 4*a.cfg.MaxPerReporter {
+			slices.SortFunc(sp, func(x, y spentSig) int { return x.observedAt.Compare(y.observedAt) })
+			st.spent[rep] = slices.Clone(sp[len(sp)-4*a.cfg.MaxPerReporter:])
+		}
+	}
+	clear(st.byReporter)
+	st.last, st.until, st.quarantines, st.touched = None, time.Time{}, 0, now
+	return before, nil
 }

@@ -259,3 +259,108 @@ func TestAggregatorMatchesNaiveModel(t *testing.T) {
 		}
 	}
 }
+
+// TestLift: a lift ends a quarantine and forgets the signals counted so far: replays of them are
+// still duplicates and count nothing, so a third reporter's signal right after the lift does not
+// reach the revoke quorum together with the lifted ones; fresh signals climb the ladder again
+// from the bottom. A revoke is refused and changes nothing; an unknown agent is refused.
+func TestLift(t *testing.T) {
+	f := newFix(t, 3)
+	cfg := DefaultConfig()
+	cfg.RevokeQuorum = 3
+	cfg.Ladder = []Step{{Alert, 1, 1}, {Throttle, 1, 3}, {Quarantine, 2, 2}, {Revoke, 3, 3}}
+	a := mustNew(t, cfg)
+	now := t0
+	s0, s1 := f.sig(0, now, 0.9), f.sig(1, now, 0.9)
+	a.Observe(s0, now)
+	if d := a.Observe(s1, now); d.Action != Quarantine || !d.Changed {
+		t.Fatalf("two reporters: %+v", d)
+	}
+	now = now.Add(time.Minute)
+	if st := a.State(f.agent, now); st.Action != Quarantine || !st.Running || st.Signals != 2 || !st.Until.Equal(t0.Add(cfg.QuarantineTTL)) {
+		t.Fatalf("state before the lift: %+v", st)
+	}
+	before, err := a.Lift(f.agent, now)
+	if err != nil || before.Action != Quarantine || !before.Running || before.Signals != 2 {
+		t.Fatalf("lift: %+v %v", before, err)
+	}
+	if st := a.State(f.agent, now); st != (State{}) {
+		t.Fatalf("state after the lift: %+v", st)
+	}
+	// Replays of the lifted signals are duplicates: nothing counts, nothing changes.
+	for _, s := range []identity.Signal{s0, s1, s0} {
+		if d := a.Observe(s, now); d.Action != None || d.Changed || d.Signals != 0 {
+			t.Fatalf("replayed lifted signal counted: %+v", d)
+		}
+	}
+	// A third reporter alone is one reporter, not the revoke quorum with the lifted two.
+	if d := a.Observe(f.sig(2, now, 0.9), now); d.Action != Alert || d.Reporters != 1 || d.Signals != 1 || !d.Changed {
+		t.Fatalf("first fresh signal after the lift: %+v", d)
+	}
+	if d := a.Observe(f.sig(0, now, 0.9), now); d.Action != Quarantine || d.Reporters != 2 || !d.Changed {
+		t.Fatalf("a fresh quorum quarantines again: %+v", d)
+	}
+	if d := a.Observe(f.sig(1, now, 0.9), now); d.Action != Revoke || len(d.Evidence) != 3 {
+		t.Fatalf("three fresh reporters: %+v", d)
+	}
+	for _, e := range a.agents[f.agent].byReporter {
+		for _, x := range e {
+			if x.sig.Nonce == s0.Nonce || x.sig.Nonce == s1.Nonce {
+				t.Fatal("a lifted signal is held again")
+			}
+		}
+	}
+	// A revoke is not lifted: refused, nothing forgotten.
+	st := a.State(f.agent, now)
+	if _, err := a.Lift(f.agent, now); !errors.Is(err, ErrRevoked) {
+		t.Fatalf("lift of a revoke: %v", err)
+	}
+	if after := a.State(f.agent, now); after != st || after.Action != Revoke || after.Signals != 3 {
+		t.Fatalf("refused lift changed the state: %+v → %+v", st, after)
+	}
+	other := identity.SignalSubject{Name: "other", Key: f.nodes[0].Public()}
+	if _, err := a.Lift(other, now); !errors.Is(err, ErrNothingToLift) {
+		t.Fatalf("lift of an unknown agent: %v", err)
+	}
+	if a.Len() != 1 {
+		t.Fatalf("a refused lift added an agent: %d tracked", a.Len())
+	}
+}
+
+// TestLiftMemory: lifted signals are kept only while they are inside the window (then a replay
+// is stale anyway), and an agent held only for them is pruned after that.
+func TestLiftMemory(t *testing.T) {
+	f := newFix(t, 2)
+	cfg := DefaultConfig()
+	cfg.MaxPerReporter = 2
+	cfg.RevokeQuorum = 3
+	cfg.Ladder = []Step{{Alert, 1, 1}, {Quarantine, 2, 2}, {Revoke, 3, 3}}
+	a := mustNew(t, cfg)
+	now := t0
+	var sigs []identity.Signal
+	for i := range 10 { // 10 quarantines lifted: 10 signals of reporter 0 lifted, 8 remembered
+		s0, s1 := f.sig(0, now, 0.9), f.sig(1, now, 0.9)
+		sigs = append(sigs, s0)
+		a.Observe(s0, now)
+		if d := a.Observe(s1, now); d.Action != Quarantine {
+			t.Fatalf("round %d: %+v", i, d)
+		}
+		if _, err := a.Lift(f.agent, now); err != nil {
+			t.Fatalf("round %d: %v", i, err)
+		}
+	}
+	if n := len(a.agents[f.agent].spent[f.nodes[0].Public()]); n != 4*cfg.MaxPerReporter {
+		t.Fatalf("lifted signals held per reporter: %d, want the bound %d", n, 4*cfg.MaxPerReporter)
+	}
+	if d := a.Observe(sigs[9], now); d.Signals != 0 {
+		t.Fatalf("the newest lifted signal counted again: %+v", d)
+	}
+	a.Prune(now.Add(cfg.Window - time.Second))
+	if a.Len() != 1 {
+		t.Fatal("an agent with lifted signals inside the window was pruned")
+	}
+	a.Prune(now.Add(cfg.Window + time.Second))
+	if a.Len() != 0 {
+		t.Fatalf("%d agents held after the lifted signals left the window", a.Len())
+	}
+}

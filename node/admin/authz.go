@@ -89,6 +89,8 @@ var MethodRoles = map[string][]Role{
 	// The gossip keyring: operators only (a node identity may not rotate it).
 	adminv1connect.AdminServiceGossipKeysProcedure:      readers,
 	adminv1connect.AdminServiceChangeGossipKeyProcedure: writers,
+	// Lifting a response decision changes enforcement on the node: operators only.
+	adminv1connect.AdminServiceLiftDecisionProcedure: writers,
 }
 
 // Allowed reports whether role may call procedure, from MethodRoles.

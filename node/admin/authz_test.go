@@ -57,6 +57,7 @@ var expected = map[string]string{
 	"ListDecisions":        "operator operator2 unix",
 	"GossipKeys":           "operator operator2 unix",
 	"ChangeGossipKey":      "operator operator2 unix",
+	"LiftDecision":         "operator operator2 unix",
 }
 
 // roleOfCaller is the role each matrix caller has on the server.

@@ -6,7 +6,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/vigil-mesh/vigil/gossip/response"
 	"github.com/vigil-mesh/vigil/identity"
 	"github.com/vigil-mesh/vigil/node/alerts"
 	"github.com/vigil-mesh/vigil/node/telemetry"
@@ -27,9 +26,9 @@ type Config struct {
 	// RPCs answer Unimplemented.
 	Alerts AlertBackend
 
-	// Decisions answers ListDecisions: the collective-response decisions this node took, oldest
-	// first. Nil: the RPC answers Unimplemented.
-	Decisions func() []response.Decision
+	// Decisions answers ListDecisions and LiftDecision from the node's stored collective-response
+	// decisions. Nil: the RPCs answer Unimplemented.
+	Decisions DecisionBackend
 	// Gossip answers the gossip columns of ListMembers and the keyring methods (GossipKeys,
 	// ChangeGossipKey). Nil when gossip is off: members show gossip_state "off" and the keyring
 	// methods answer FailedPrecondition.
@@ -110,4 +109,31 @@ type AlertBackend interface {
 	ListAlerts(q alerts.Query) ([]alerts.Alert, error)
 	AckAlert(id, who string) (alerts.Alert, error)
 	ResolveAlert(id, who string, falsePositive bool) (alerts.Alert, error)
+}
+
+// DecisionBackend is what the decision RPCs need from the node. Both methods may be called
+// concurrently and block on the node's decision store (a lift writes its record with an fsync).
+// The returned slice belongs to the caller.
+type DecisionBackend interface {
+	// ListDecisions returns the stored decisions q selects, newest first; q has been checked
+	// (DecisionQuery.Check).
+	ListDecisions(q alerts.DecisionQuery) ([]alerts.Decision, error)
+	// LiftDecision ends the throttle or quarantine of the agent l names on this node, forgets
+	// the signals counted for it, and records the lift (action "lift", l.By, l.Reason) as a
+	// decision, which it returns. l has been checked. Errors: alerts.ErrNoDecision or
+	// identity.ErrNotFound (no such decision or agent); response.ErrRevoked (the agent is
+	// revoked, or the decision is a revoke); response.ErrNothingToLift (no throttle or
+	// quarantine running, or the decision is itself a lift). A refused lift changes nothing.
+	LiftDecision(l Lift) (alerts.Decision, error)
+}
+
+// Lift is one operator's request to lift an agent's response on the answering node.
+type Lift struct {
+	// Agent names the agent; or, when empty, DecisionID names one of its stored decisions.
+	Agent      string
+	DecisionID string
+	// By is the caller: its peer ID, or "local" for the Unix socket.
+	By string
+	// Reason is why (required; alerts.CheckReason).
+	Reason string
 }

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"encoding/hex"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -115,7 +116,7 @@ func newEnv(t testing.TB) *env {
 	t.Cleanup(func() { _ = st.Close() })
 	matrixAlerts = st
 	acfg.Alerts = storeBackend{st}
-	acfg.Decisions = func() []response.Decision { return nil }
+	acfg.Decisions = storeDecisions{st}
 	e.keyring = newKeyringBackend(t, e.nodeKey.ID())
 	acfg.Gossip = e.keyring
 	e.srv = admin.NewServer(e.node, acfg)
@@ -210,6 +211,11 @@ func call(ctx context.Context, c client.Client, method string, cmd []byte) error
 		_, err = c.ListAlerts(ctx, connect.NewRequest(&adminv1.ListAlertsRequest{}))
 	case "ListDecisions":
 		_, err = c.ListDecisions(ctx, connect.NewRequest(&adminv1.ListDecisionsRequest{}))
+	case "LiftDecision":
+		if _, aerr := matrixAlerts.AddDecision(alerts.Decision{Agent: "good", Action: "quarantine", Time: time.Now(), Until: time.Now().Add(time.Hour)}); aerr != nil {
+			panic(aerr)
+		}
+		_, err = c.LiftDecision(ctx, connect.NewRequest(&adminv1.LiftDecisionRequest{Agent: "good", Reason: "matrix"}))
 	case "AckAlert", "ResolveAlert":
 		a, aerr := matrixAlerts.Add(alerts.Alert{Agent: "good", Model: "hst", Score: 1, Time: time.Now()})
 		if aerr != nil {
@@ -271,7 +277,7 @@ var writeOrder = []string{"RegisterAgent", "QuarantineAgent", "ReleaseAgent", "R
 // readMethods: the methods that take no signed command (the alert methods; ChangeGossipKey
 // installs a fresh key).
 var readMethods = []string{"Status", "ListMembers", "ListAgents", "GetAgent", "ListOperators", "Audit", "GetPolicy", "AgentActivity",
-	"ListAlerts", "ListDecisions", "AckAlert", "ResolveAlert", "GossipKeys", "ChangeGossipKey"}
+	"ListAlerts", "ListDecisions", "AckAlert", "ResolveAlert", "GossipKeys", "ChangeGossipKey", "LiftDecision"}
 
 // matrixAlerts is the alert store of the newest env: call adds the alert it acks or resolves.
 var matrixAlerts *alerts.Store
@@ -285,6 +291,43 @@ func (b storeBackend) AckAlert(id, who string) (alerts.Alert, error) {
 }
 func (b storeBackend) ResolveAlert(id, who string, fp bool) (alerts.Alert, error) {
 	return b.st.Resolve(id, who, fp, time.Now())
+}
+
+// storeDecisions serves the decision RPCs from a store: a lift applies to the agent's newest
+// stored decision (or the one named), as the node's does to its running step.
+type storeDecisions struct{ st *alerts.Store }
+
+func (b storeDecisions) ListDecisions(q alerts.DecisionQuery) ([]alerts.Decision, error) {
+	return b.st.ListDecisions(q)
+}
+
+func (b storeDecisions) LiftDecision(l admin.Lift) (alerts.Decision, error) {
+	var target alerts.Decision
+	if l.DecisionID != "" {
+		d, err := b.st.GetDecision(l.DecisionID)
+		if err != nil {
+			return alerts.Decision{}, err
+		}
+		target = d
+	} else {
+		ds, err := b.st.ListDecisions(alerts.DecisionQuery{Agent: l.Agent, Limit: 1})
+		if err != nil {
+			return alerts.Decision{}, err
+		}
+		if len(ds) == 0 {
+			return alerts.Decision{}, fmt.Errorf("no agent %q: %w", l.Agent, identity.ErrNotFound)
+		}
+		target = ds[0]
+	}
+	switch target.Action {
+	case "revoke":
+		return alerts.Decision{}, fmt.Errorf("%w: %s", response.ErrRevoked, target.Agent)
+	case "throttle", "quarantine":
+	default:
+		return alerts.Decision{}, fmt.Errorf("%w: %s's last decision is %s", response.ErrNothingToLift, target.Agent, target.Action)
+	}
+	return b.st.AddDecision(alerts.Decision{Agent: target.Agent, AgentID: target.AgentID, Action: alerts.ActionLift, Time: time.Now(),
+		By: l.By, Reason: l.Reason, Lifted: target.Action, LiftedID: target.ID})
 }
 
 // payloadFor returns a payload for method about subject that the registry accepts now, given

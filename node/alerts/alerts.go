@@ -63,18 +63,25 @@ type Query struct {
 type Config struct {
 	// MaxAlerts bounds the alerts kept; the oldest go first. Default 100,000.
 	MaxAlerts int
+	// MaxDecisions bounds the response decisions kept (lifts included); the oldest go first.
+	// Default 10,000, at most 10,000,000.
+	MaxDecisions int
 	// MaxCheckpointBytes caps one stored checkpoint. Default 8 MiB (below the value-log file size).
 	MaxCheckpointBytes int
 }
 
-// DefaultConfig returns MaxAlerts 100,000 and MaxCheckpointBytes 8 MiB.
-func DefaultConfig() Config { return Config{MaxAlerts: 100_000, MaxCheckpointBytes: 8 << 20} }
+// DefaultConfig returns MaxAlerts 100,000, MaxDecisions 10,000 and MaxCheckpointBytes 8 MiB.
+func DefaultConfig() Config {
+	return Config{MaxAlerts: 100_000, MaxDecisions: 10_000, MaxCheckpointBytes: 8 << 20}
+}
 
 // Validate names the field that is wrong.
 func (c Config) Validate() error {
 	switch {
 	case c.MaxAlerts < 1 || c.MaxAlerts > 10_000_000:
 		return fmt.Errorf("alerts: MaxAlerts %d out of range [1, 10000000]", c.MaxAlerts)
+	case c.MaxDecisions < 1 || c.MaxDecisions > 10_000_000:
+		return fmt.Errorf("alerts: MaxDecisions %d out of range [1, 10000000]", c.MaxDecisions)
 	case c.MaxCheckpointBytes < 1:
 		return fmt.Errorf("alerts: MaxCheckpointBytes %d must be positive", c.MaxCheckpointBytes)
 	}
@@ -85,24 +92,119 @@ func (c Config) Validate() error {
 var (
 	ErrNotFound   = errors.New("alerts: no such alert")
 	ErrTransition = errors.New("alerts: status cannot move that way")
+	// ErrNoDecision: no stored decision has that ID (never had, or dropped beyond MaxDecisions).
+	ErrNoDecision = errors.New("alerts: no such decision")
+	// ErrInvalid: a decision or a decision query has a bad field; the message names it.
+	ErrInvalid = errors.New("alerts: invalid")
 )
 
-// Key layout: alerts under "a/" + 8-byte big-endian sequence (key order = age), checkpoints
-// under "c/" + name.
+// Key layout: alerts under "a/" and response decisions under "d/", each + 8-byte big-endian
+// sequence (key order = age); checkpoints under "c/" + name.
 var (
-	prefixAlert = []byte("a/")
-	prefixCkpt  = []byte("c/")
+	prefixAlert    = []byte("a/")
+	prefixDecision = []byte("d/")
+	prefixCkpt     = []byte("c/")
 )
 
-// Store holds alerts and checkpoints. Safe for concurrent use.
+// seqLog is one bounded, append-only sequence of records under a key prefix. Sequences are
+// contiguous: only the oldest records are ever deleted. Guarded by Store.mu.
+type seqLog struct {
+	prefix []byte
+	max    int
+	next   uint64 // sequence of the next record
+	oldest uint64 // sequence of the oldest record held (valid when count > 0)
+	count  int
+}
+
+func (l *seqLog) key(seq uint64) []byte {
+	return binary.BigEndian.AppendUint64(append([]byte(nil), l.prefix...), seq)
+}
+
+func (l *seqLog) seqOf(key []byte) (uint64, error) {
+	if len(key) != len(l.prefix)+8 {
+		return 0, fmt.Errorf("alerts: malformed key %x", key)
+	}
+	return binary.BigEndian.Uint64(key[len(l.prefix):]), nil
+}
+
+// load counts the stored records and finds the next sequence.
+func (l *seqLog) load(txn *badger.Txn) error {
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: l.prefix})
+	defer it.Close()
+	for it.Rewind(); it.Valid(); it.Next() {
+		seq, err := l.seqOf(it.Item().Key())
+		if err != nil {
+			return err
+		}
+		if l.count == 0 {
+			l.oldest = seq
+		}
+		l.count++
+		l.next = seq + 1
+	}
+	return nil
+}
+
+// append stores v under the next sequence and drops the oldest records beyond max, in one
+// transaction; the counters move only when it commits.
+func (l *seqLog) append(db *badger.DB, v []byte) error {
+	drop := l.count + 1 - l.max
+	err := db.Update(func(txn *badger.Txn) error {
+		if err := txn.Set(l.key(l.next), v); err != nil {
+			return err
+		}
+		for i := 0; i < drop; i++ {
+			if err := txn.Delete(l.key(l.oldest + uint64(i))); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if l.count == 0 {
+		l.oldest = l.next
+	}
+	l.next++
+	l.count++
+	if drop > 0 {
+		l.oldest += uint64(drop)
+		l.count -= drop
+	}
+	return nil
+}
+
+// newestFirst calls fn with every record's key and value, newest first, until fn returns
+// false or an error.
+func (l *seqLog) newestFirst(db *badger.DB, fn func(key, v []byte) (bool, error)) error {
+	return db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: l.prefix, Reverse: true, PrefetchValues: true})
+		defer it.Close()
+		seek := append(append([]byte(nil), l.prefix...), 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff)
+		for it.Seek(seek); it.Valid(); it.Next() {
+			var more bool
+			err := it.Item().Value(func(v []byte) error {
+				var err error
+				more, err = fn(it.Item().Key(), v)
+				return err
+			})
+			if err != nil || !more {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// Store holds alerts, response decisions and checkpoints. Safe for concurrent use.
 type Store struct {
 	cfg Config
 	db  *badger.DB
 
-	mu     sync.Mutex // serialises Add and status changes
-	next   uint64     // sequence of the next alert
-	oldest uint64     // sequence of the oldest alert held (valid when count > 0)
-	count  int
+	mu        sync.Mutex // serialises Add, AddDecision and status changes
+	alerts    seqLog
+	decisions seqLog
 }
 
 // Open opens (creating) the store in dir.
@@ -121,22 +223,11 @@ func Open(dir string, cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("alerts: open %s: %w", dir, err)
 	}
-	s := &Store{cfg: cfg, db: db, next: 1}
+	s := &Store{cfg: cfg, db: db,
+		alerts:    seqLog{prefix: prefixAlert, max: cfg.MaxAlerts, next: 1},
+		decisions: seqLog{prefix: prefixDecision, max: cfg.MaxDecisions, next: 1}}
 	err = db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefixAlert})
-		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
-			seq, err := seqOf(it.Item().Key())
-			if err != nil {
-				return err
-			}
-			if s.count == 0 {
-				s.oldest = seq
-			}
-			s.count++
-			s.next = seq + 1
-		}
-		return nil
+		return errors.Join(s.alerts.load(txn), s.decisions.load(txn))
 	})
 	if err != nil {
 		db.Close()
@@ -152,64 +243,35 @@ func (s *Store) Close() error { return s.db.Close() }
 func (s *Store) Len() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.count
-}
-
-func alertKey(seq uint64) []byte {
-	return binary.BigEndian.AppendUint64(append([]byte(nil), prefixAlert...), seq)
-}
-
-func seqOf(key []byte) (uint64, error) {
-	if len(key) != len(prefixAlert)+8 {
-		return 0, fmt.Errorf("alerts: malformed key %x", key)
-	}
-	return binary.BigEndian.Uint64(key[len(prefixAlert):]), nil
+	return s.alerts.count
 }
 
 // ID is the public form of a sequence: 16 hex digits.
 func idOf(seq uint64) string { return fmt.Sprintf("%016x", seq) }
 
-func parseID(id string) (uint64, error) {
+// seqOfID parses a 16-hex-digit ID; an ID of another shape is reported as notFound.
+func seqOfID(id string, notFound error) (uint64, error) {
 	b, err := hex.DecodeString(id)
 	if err != nil || len(b) != 8 {
-		return 0, fmt.Errorf("%w: id %q is not 16 hex digits", ErrNotFound, id)
+		return 0, fmt.Errorf("%w: id %q is not 16 hex digits", notFound, id)
 	}
 	return binary.BigEndian.Uint64(b), nil
 }
+
+func parseID(id string) (uint64, error) { return seqOfID(id, ErrNotFound) }
 
 // Add stores a as a new open alert, assigning its ID, and drops the oldest alerts beyond
 // MaxAlerts.
 func (s *Store) Add(a Alert) (Alert, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	a.ID, a.Status = idOf(s.next), StatusOpen
+	a.ID, a.Status = idOf(s.alerts.next), StatusOpen
 	v, err := json.Marshal(a)
 	if err != nil {
 		return Alert{}, fmt.Errorf("alerts: %w", err)
 	}
-	drop := s.count + 1 - s.cfg.MaxAlerts
-	err = s.db.Update(func(txn *badger.Txn) error {
-		if err := txn.Set(alertKey(s.next), v); err != nil {
-			return err
-		}
-		for i := 0; i < drop; i++ {
-			if err := txn.Delete(alertKey(s.oldest + uint64(i))); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
+	if err := s.alerts.append(s.db, v); err != nil {
 		return Alert{}, fmt.Errorf("alerts: add: %w", err)
-	}
-	if s.count == 0 {
-		s.oldest = s.next
-	}
-	s.next++
-	s.count++
-	if drop > 0 {
-		s.oldest += uint64(drop)
-		s.count -= drop
 	}
 	return a, nil
 }
@@ -230,7 +292,7 @@ func (s *Store) Get(id string) (Alert, error) {
 	}
 	var a Alert
 	err = s.db.View(func(txn *badger.Txn) error {
-		it, err := txn.Get(alertKey(seq))
+		it, err := txn.Get(s.alerts.key(seq))
 		if errors.Is(err, badger.ErrKeyNotFound) {
 			return fmt.Errorf("%w: %s", ErrNotFound, id)
 		}
@@ -245,32 +307,19 @@ func (s *Store) Get(id string) (Alert, error) {
 // List returns the alerts q selects, newest first.
 func (s *Store) List(q Query) ([]Alert, error) {
 	out := []Alert{}
-	err := s.db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefixAlert, Reverse: true, PrefetchValues: true})
-		defer it.Close()
-		seek := append(append([]byte(nil), prefixAlert...), 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff)
-		for it.Seek(seek); it.Valid(); it.Next() {
-			var a Alert
-			err := it.Item().Value(func(v []byte) error {
-				var err error
-				a, err = decode(it.Item().Key(), v)
-				return err
-			})
-			if err != nil {
-				return err
-			}
-			if !q.Since.IsZero() && a.Time.Before(q.Since) {
-				continue
-			}
-			if (q.Agent != "" && a.Agent != q.Agent) || (q.Status != "" && a.Status != q.Status) {
-				continue
-			}
-			out = append(out, a)
-			if q.Limit > 0 && len(out) >= q.Limit {
-				break
-			}
+	err := s.alerts.newestFirst(s.db, func(key, v []byte) (bool, error) {
+		a, err := decode(key, v)
+		if err != nil {
+			return false, err
 		}
-		return nil
+		if !q.Since.IsZero() && a.Time.Before(q.Since) {
+			return true, nil
+		}
+		if (q.Agent != "" && a.Agent != q.Agent) || (q.Status != "" && a.Status != q.Status) {
+			return true, nil
+		}
+		out = append(out, a)
+		return q.Limit <= 0 || len(out) < q.Limit, nil
 	})
 	return out, err
 }
@@ -290,7 +339,7 @@ func (s *Store) update(id string, change func(*Alert) error) (Alert, error) {
 	if err != nil {
 		return Alert{}, fmt.Errorf("alerts: %w", err)
 	}
-	if err := s.db.Update(func(txn *badger.Txn) error { return txn.Set(alertKey(seq), v) }); err != nil {
+	if err := s.db.Update(func(txn *badger.Txn) error { return txn.Set(s.alerts.key(seq), v) }); err != nil {
 		return Alert{}, fmt.Errorf("alerts: update %s: %w", id, err)
 	}
 	return a, nil

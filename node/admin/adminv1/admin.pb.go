@@ -2053,6 +2053,10 @@ func (x *AlertResponse) GetAlert() *Alert {
 
 type ListDecisionsRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
+	Agent         string                 `protobuf:"bytes,1,opt,name=agent,proto3" json:"agent,omitempty"`   // exact agent name; empty = all
+	Action        string                 `protobuf:"bytes,2,opt,name=action,proto3" json:"action,omitempty"` // alert, throttle, quarantine, revoke, lift; empty = all
+	Since         *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=since,proto3" json:"since,omitempty"`   // only decisions taken at or after
+	Limit         uint32                 `protobuf:"varint,4,opt,name=limit,proto3" json:"limit,omitempty"`  // newest returned; 0 = 100; at most 10000
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2087,6 +2091,34 @@ func (*ListDecisionsRequest) Descriptor() ([]byte, []int) {
 	return file_vigil_admin_v1_admin_proto_rawDescGZIP(), []int{30}
 }
 
+func (x *ListDecisionsRequest) GetAgent() string {
+	if x != nil {
+		return x.Agent
+	}
+	return ""
+}
+
+func (x *ListDecisionsRequest) GetAction() string {
+	if x != nil {
+		return x.Action
+	}
+	return ""
+}
+
+func (x *ListDecisionsRequest) GetSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Since
+	}
+	return nil
+}
+
+func (x *ListDecisionsRequest) GetLimit() uint32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
 type Decision struct {
 	state             protoimpl.MessageState `protogen:"open.v1"`
 	Agent             string                 `protobuf:"bytes,1,opt,name=agent,proto3" json:"agent,omitempty"`
@@ -2099,8 +2131,16 @@ type Decision struct {
 	Escalated         bool                   `protobuf:"varint,8,opt,name=escalated,proto3" json:"escalated,omitempty"`
 	DryRun            bool                   `protobuf:"varint,9,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
 	EvidenceReporters []string               `protobuf:"bytes,10,rep,name=evidence_reporters,json=evidenceReporters,proto3" json:"evidence_reporters,omitempty"` // peer IDs of the reporters (revoke decisions)
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	Id                string                 `protobuf:"bytes,11,opt,name=id,proto3" json:"id,omitempty"`                                                        // stable: 16 hex digits, never reused on this node
+	Time              *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=time,proto3" json:"time,omitempty"`                                                    // when the node took it
+	// A lift (action "lift"): who lifted (operator peer ID, or "local" for the Unix socket), why,
+	// the step it ended (throttle, quarantine) and the newest decision about the agent before it.
+	By            string `protobuf:"bytes,13,opt,name=by,proto3" json:"by,omitempty"`
+	Reason        string `protobuf:"bytes,14,opt,name=reason,proto3" json:"reason,omitempty"`
+	Lifted        string `protobuf:"bytes,15,opt,name=lifted,proto3" json:"lifted,omitempty"`
+	LiftedId      string `protobuf:"bytes,16,opt,name=lifted_id,json=liftedId,proto3" json:"lifted_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Decision) Reset() {
@@ -2203,9 +2243,51 @@ func (x *Decision) GetEvidenceReporters() []string {
 	return nil
 }
 
+func (x *Decision) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Decision) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+func (x *Decision) GetBy() string {
+	if x != nil {
+		return x.By
+	}
+	return ""
+}
+
+func (x *Decision) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *Decision) GetLifted() string {
+	if x != nil {
+		return x.Lifted
+	}
+	return ""
+}
+
+func (x *Decision) GetLiftedId() string {
+	if x != nil {
+		return x.LiftedId
+	}
+	return ""
+}
+
 type ListDecisionsResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	Decisions     []*Decision            `protobuf:"bytes,1,rep,name=decisions,proto3" json:"decisions,omitempty"` // oldest first; at most the last 1024
+	Decisions     []*Decision            `protobuf:"bytes,1,rep,name=decisions,proto3" json:"decisions,omitempty"` // newest first; the node keeps the newest 10,000
 	Node          string                 `protobuf:"bytes,2,opt,name=node,proto3" json:"node,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2601,6 +2683,119 @@ func (x *ChangeGossipKeyResponse) GetFailed() uint32 {
 	return 0
 }
 
+type LiftDecisionRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Exactly one: the agent's name, or the ID of one of its decisions on this node.
+	Agent         string `protobuf:"bytes,1,opt,name=agent,proto3" json:"agent,omitempty"`
+	DecisionId    string `protobuf:"bytes,2,opt,name=decision_id,json=decisionId,proto3" json:"decision_id,omitempty"`
+	Reason        string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"` // required; at most 1024 bytes, no control characters
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LiftDecisionRequest) Reset() {
+	*x = LiftDecisionRequest{}
+	mi := &file_vigil_admin_v1_admin_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LiftDecisionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LiftDecisionRequest) ProtoMessage() {}
+
+func (x *LiftDecisionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_vigil_admin_v1_admin_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LiftDecisionRequest.ProtoReflect.Descriptor instead.
+func (*LiftDecisionRequest) Descriptor() ([]byte, []int) {
+	return file_vigil_admin_v1_admin_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *LiftDecisionRequest) GetAgent() string {
+	if x != nil {
+		return x.Agent
+	}
+	return ""
+}
+
+func (x *LiftDecisionRequest) GetDecisionId() string {
+	if x != nil {
+		return x.DecisionId
+	}
+	return ""
+}
+
+func (x *LiftDecisionRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+type LiftDecisionResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Decision      *Decision              `protobuf:"bytes,1,opt,name=decision,proto3" json:"decision,omitempty"` // the lift, as stored (action "lift")
+	Node          string                 `protobuf:"bytes,2,opt,name=node,proto3" json:"node,omitempty"`         // the peer ID of the node that lifted
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LiftDecisionResponse) Reset() {
+	*x = LiftDecisionResponse{}
+	mi := &file_vigil_admin_v1_admin_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LiftDecisionResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LiftDecisionResponse) ProtoMessage() {}
+
+func (x *LiftDecisionResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_vigil_admin_v1_admin_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LiftDecisionResponse.ProtoReflect.Descriptor instead.
+func (*LiftDecisionResponse) Descriptor() ([]byte, []int) {
+	return file_vigil_admin_v1_admin_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *LiftDecisionResponse) GetDecision() *Decision {
+	if x != nil {
+		return x.Decision
+	}
+	return nil
+}
+
+func (x *LiftDecisionResponse) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
 var File_vigil_admin_v1_admin_proto protoreflect.FileDescriptor
 
 const file_vigil_admin_v1_admin_proto_rawDesc = "" +
@@ -2778,8 +2973,12 @@ const file_vigil_admin_v1_admin_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12%\n" +
 	"\x0efalse_positive\x18\x02 \x01(\bR\rfalsePositive\"<\n" +
 	"\rAlertResponse\x12+\n" +
-	"\x05alert\x18\x01 \x01(\v2\x15.vigil.admin.v1.AlertR\x05alert\"\x16\n" +
-	"\x14ListDecisionsRequest\"\xc0\x02\n" +
+	"\x05alert\x18\x01 \x01(\v2\x15.vigil.admin.v1.AlertR\x05alert\"\x8c\x01\n" +
+	"\x14ListDecisionsRequest\x12\x14\n" +
+	"\x05agent\x18\x01 \x01(\tR\x05agent\x12\x16\n" +
+	"\x06action\x18\x02 \x01(\tR\x06action\x120\n" +
+	"\x05since\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\x12\x14\n" +
+	"\x05limit\x18\x04 \x01(\rR\x05limit\"\xdd\x03\n" +
 	"\bDecision\x12\x14\n" +
 	"\x05agent\x18\x01 \x01(\tR\x05agent\x12\x19\n" +
 	"\bagent_id\x18\x02 \x01(\tR\aagentId\x12\x16\n" +
@@ -2791,7 +2990,13 @@ const file_vigil_admin_v1_admin_proto_rawDesc = "" +
 	"\tescalated\x18\b \x01(\bR\tescalated\x12\x17\n" +
 	"\adry_run\x18\t \x01(\bR\x06dryRun\x12-\n" +
 	"\x12evidence_reporters\x18\n" +
-	" \x03(\tR\x11evidenceReporters\"c\n" +
+	" \x03(\tR\x11evidenceReporters\x12\x0e\n" +
+	"\x02id\x18\v \x01(\tR\x02id\x12.\n" +
+	"\x04time\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x0e\n" +
+	"\x02by\x18\r \x01(\tR\x02by\x12\x16\n" +
+	"\x06reason\x18\x0e \x01(\tR\x06reason\x12\x16\n" +
+	"\x06lifted\x18\x0f \x01(\tR\x06lifted\x12\x1b\n" +
+	"\tlifted_id\x18\x10 \x01(\tR\bliftedId\"c\n" +
 	"\x15ListDecisionsResponse\x126\n" +
 	"\tdecisions\x18\x01 \x03(\v2\x18.vigil.admin.v1.DecisionR\tdecisions\x12\x12\n" +
 	"\x04node\x18\x02 \x01(\tR\x04node\"\x13\n" +
@@ -2818,7 +3023,15 @@ const file_vigil_admin_v1_admin_proto_rawDesc = "" +
 	"\vfingerprint\x18\x03 \x01(\tR\vfingerprint\"i\n" +
 	"\x17ChangeGossipKeyResponse\x126\n" +
 	"\x05nodes\x18\x01 \x03(\v2 .vigil.admin.v1.GossipNodeResultR\x05nodes\x12\x16\n" +
-	"\x06failed\x18\x02 \x01(\rR\x06failed2\xd0\x12\n" +
+	"\x06failed\x18\x02 \x01(\rR\x06failed\"d\n" +
+	"\x13LiftDecisionRequest\x12\x14\n" +
+	"\x05agent\x18\x01 \x01(\tR\x05agent\x12\x1f\n" +
+	"\vdecision_id\x18\x02 \x01(\tR\n" +
+	"decisionId\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"`\n" +
+	"\x14LiftDecisionResponse\x124\n" +
+	"\bdecision\x18\x01 \x01(\v2\x18.vigil.admin.v1.DecisionR\bdecision\x12\x12\n" +
+	"\x04node\x18\x02 \x01(\tR\x04node2\xab\x13\n" +
 	"\fAdminService\x12G\n" +
 	"\x06Status\x12\x1d.vigil.admin.v1.StatusRequest\x1a\x1e.vigil.admin.v1.StatusResponse\x12V\n" +
 	"\vListMembers\x12\".vigil.admin.v1.ListMembersRequest\x1a#.vigil.admin.v1.ListMembersResponse\x12S\n" +
@@ -2853,7 +3066,8 @@ const file_vigil_admin_v1_admin_proto_rawDesc = "" +
 	"\rListDecisions\x12$.vigil.admin.v1.ListDecisionsRequest\x1a%.vigil.admin.v1.ListDecisionsResponse\x12S\n" +
 	"\n" +
 	"GossipKeys\x12!.vigil.admin.v1.GossipKeysRequest\x1a\".vigil.admin.v1.GossipKeysResponse\x12b\n" +
-	"\x0fChangeGossipKey\x12&.vigil.admin.v1.ChangeGossipKeyRequest\x1a'.vigil.admin.v1.ChangeGossipKeyResponseB8Z6github.com/vigil-mesh/vigil/node/admin/adminv1;adminv1b\x06proto3"
+	"\x0fChangeGossipKey\x12&.vigil.admin.v1.ChangeGossipKeyRequest\x1a'.vigil.admin.v1.ChangeGossipKeyResponse\x12Y\n" +
+	"\fLiftDecision\x12#.vigil.admin.v1.LiftDecisionRequest\x1a$.vigil.admin.v1.LiftDecisionResponseB8Z6github.com/vigil-mesh/vigil/node/admin/adminv1;adminv1b\x06proto3"
 
 var (
 	file_vigil_admin_v1_admin_proto_rawDescOnce sync.Once
@@ -2867,7 +3081,7 @@ func file_vigil_admin_v1_admin_proto_rawDescGZIP() []byte {
 	return file_vigil_admin_v1_admin_proto_rawDescData
 }
 
-var file_vigil_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
+var file_vigil_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 42)
 var file_vigil_admin_v1_admin_proto_goTypes = []any{
 	(*StatusRequest)(nil),           // 0: vigil.admin.v1.StatusRequest
 	(*StatusResponse)(nil),          // 1: vigil.admin.v1.StatusResponse
@@ -2908,98 +3122,105 @@ var file_vigil_admin_v1_admin_proto_goTypes = []any{
 	(*GossipKeysResponse)(nil),      // 36: vigil.admin.v1.GossipKeysResponse
 	(*ChangeGossipKeyRequest)(nil),  // 37: vigil.admin.v1.ChangeGossipKeyRequest
 	(*ChangeGossipKeyResponse)(nil), // 38: vigil.admin.v1.ChangeGossipKeyResponse
-	nil,                             // 39: vigil.admin.v1.Agent.LabelsEntry
-	(*timestamppb.Timestamp)(nil),   // 40: google.protobuf.Timestamp
+	(*LiftDecisionRequest)(nil),     // 39: vigil.admin.v1.LiftDecisionRequest
+	(*LiftDecisionResponse)(nil),    // 40: vigil.admin.v1.LiftDecisionResponse
+	nil,                             // 41: vigil.admin.v1.Agent.LabelsEntry
+	(*timestamppb.Timestamp)(nil),   // 42: google.protobuf.Timestamp
 }
 var file_vigil_admin_v1_admin_proto_depIdxs = []int32{
 	3,  // 0: vigil.admin.v1.ListMembersResponse.members:type_name -> vigil.admin.v1.Member
-	39, // 1: vigil.admin.v1.Agent.labels:type_name -> vigil.admin.v1.Agent.LabelsEntry
-	40, // 2: vigil.admin.v1.Agent.expires_at:type_name -> google.protobuf.Timestamp
-	40, // 3: vigil.admin.v1.Agent.registered_at:type_name -> google.protobuf.Timestamp
+	41, // 1: vigil.admin.v1.Agent.labels:type_name -> vigil.admin.v1.Agent.LabelsEntry
+	42, // 2: vigil.admin.v1.Agent.expires_at:type_name -> google.protobuf.Timestamp
+	42, // 3: vigil.admin.v1.Agent.registered_at:type_name -> google.protobuf.Timestamp
 	6,  // 4: vigil.admin.v1.ListAgentsResponse.agents:type_name -> vigil.admin.v1.Agent
 	6,  // 5: vigil.admin.v1.GetAgentResponse.agent:type_name -> vigil.admin.v1.Agent
 	11, // 6: vigil.admin.v1.ListOperatorsResponse.operators:type_name -> vigil.admin.v1.Operator
-	40, // 7: vigil.admin.v1.AuditRequest.from:type_name -> google.protobuf.Timestamp
-	40, // 8: vigil.admin.v1.AuditRequest.to:type_name -> google.protobuf.Timestamp
-	40, // 9: vigil.admin.v1.AuditEntry.time:type_name -> google.protobuf.Timestamp
+	42, // 7: vigil.admin.v1.AuditRequest.from:type_name -> google.protobuf.Timestamp
+	42, // 8: vigil.admin.v1.AuditRequest.to:type_name -> google.protobuf.Timestamp
+	42, // 9: vigil.admin.v1.AuditEntry.time:type_name -> google.protobuf.Timestamp
 	14, // 10: vigil.admin.v1.AuditResponse.entries:type_name -> vigil.admin.v1.AuditEntry
-	40, // 11: vigil.admin.v1.AgentActivityRequest.since:type_name -> google.protobuf.Timestamp
-	40, // 12: vigil.admin.v1.ActivityRecord.time:type_name -> google.protobuf.Timestamp
+	42, // 11: vigil.admin.v1.AgentActivityRequest.since:type_name -> google.protobuf.Timestamp
+	42, // 12: vigil.admin.v1.ActivityRecord.time:type_name -> google.protobuf.Timestamp
 	22, // 13: vigil.admin.v1.AgentActivityResponse.records:type_name -> vigil.admin.v1.ActivityRecord
-	40, // 14: vigil.admin.v1.ListAlertsRequest.since:type_name -> google.protobuf.Timestamp
-	40, // 15: vigil.admin.v1.Alert.time:type_name -> google.protobuf.Timestamp
-	40, // 16: vigil.admin.v1.Alert.acked_at:type_name -> google.protobuf.Timestamp
-	40, // 17: vigil.admin.v1.Alert.resolved_at:type_name -> google.protobuf.Timestamp
+	42, // 14: vigil.admin.v1.ListAlertsRequest.since:type_name -> google.protobuf.Timestamp
+	42, // 15: vigil.admin.v1.Alert.time:type_name -> google.protobuf.Timestamp
+	42, // 16: vigil.admin.v1.Alert.acked_at:type_name -> google.protobuf.Timestamp
+	42, // 17: vigil.admin.v1.Alert.resolved_at:type_name -> google.protobuf.Timestamp
 	25, // 18: vigil.admin.v1.ListAlertsResponse.alerts:type_name -> vigil.admin.v1.Alert
 	25, // 19: vigil.admin.v1.AlertResponse.alert:type_name -> vigil.admin.v1.Alert
-	40, // 20: vigil.admin.v1.Decision.until:type_name -> google.protobuf.Timestamp
-	31, // 21: vigil.admin.v1.ListDecisionsResponse.decisions:type_name -> vigil.admin.v1.Decision
-	34, // 22: vigil.admin.v1.GossipKeysResponse.keys:type_name -> vigil.admin.v1.GossipKey
-	35, // 23: vigil.admin.v1.GossipKeysResponse.nodes:type_name -> vigil.admin.v1.GossipNodeResult
-	35, // 24: vigil.admin.v1.ChangeGossipKeyResponse.nodes:type_name -> vigil.admin.v1.GossipNodeResult
-	0,  // 25: vigil.admin.v1.AdminService.Status:input_type -> vigil.admin.v1.StatusRequest
-	2,  // 26: vigil.admin.v1.AdminService.ListMembers:input_type -> vigil.admin.v1.ListMembersRequest
-	5,  // 27: vigil.admin.v1.AdminService.ListAgents:input_type -> vigil.admin.v1.ListAgentsRequest
-	8,  // 28: vigil.admin.v1.AdminService.GetAgent:input_type -> vigil.admin.v1.GetAgentRequest
-	10, // 29: vigil.admin.v1.AdminService.ListOperators:input_type -> vigil.admin.v1.ListOperatorsRequest
-	13, // 30: vigil.admin.v1.AdminService.Audit:input_type -> vigil.admin.v1.AuditRequest
-	16, // 31: vigil.admin.v1.AdminService.GetPolicy:input_type -> vigil.admin.v1.GetPolicyRequest
-	18, // 32: vigil.admin.v1.AdminService.RegisterAgent:input_type -> vigil.admin.v1.SignedCommand
-	18, // 33: vigil.admin.v1.AdminService.RevokeAgent:input_type -> vigil.admin.v1.SignedCommand
-	18, // 34: vigil.admin.v1.AdminService.QuarantineAgent:input_type -> vigil.admin.v1.SignedCommand
-	18, // 35: vigil.admin.v1.AdminService.ReleaseAgent:input_type -> vigil.admin.v1.SignedCommand
-	18, // 36: vigil.admin.v1.AdminService.RenewAgent:input_type -> vigil.admin.v1.SignedCommand
-	18, // 37: vigil.admin.v1.AdminService.RotateAgentKey:input_type -> vigil.admin.v1.SignedCommand
-	18, // 38: vigil.admin.v1.AdminService.ReinstateAgent:input_type -> vigil.admin.v1.SignedCommand
-	18, // 39: vigil.admin.v1.AdminService.AddOperator:input_type -> vigil.admin.v1.SignedCommand
-	18, // 40: vigil.admin.v1.AdminService.RemoveOperator:input_type -> vigil.admin.v1.SignedCommand
-	18, // 41: vigil.admin.v1.AdminService.SetThreshold:input_type -> vigil.admin.v1.SignedCommand
-	18, // 42: vigil.admin.v1.AdminService.AdmitNode:input_type -> vigil.admin.v1.SignedCommand
-	18, // 43: vigil.admin.v1.AdminService.RemoveNode:input_type -> vigil.admin.v1.SignedCommand
-	18, // 44: vigil.admin.v1.AdminService.ApplyPolicy:input_type -> vigil.admin.v1.SignedCommand
-	18, // 45: vigil.admin.v1.AdminService.SetAutomatedResponse:input_type -> vigil.admin.v1.SignedCommand
-	18, // 46: vigil.admin.v1.AdminService.SetRevokeQuorum:input_type -> vigil.admin.v1.SignedCommand
-	21, // 47: vigil.admin.v1.AdminService.AgentActivity:input_type -> vigil.admin.v1.AgentActivityRequest
-	24, // 48: vigil.admin.v1.AdminService.ListAlerts:input_type -> vigil.admin.v1.ListAlertsRequest
-	27, // 49: vigil.admin.v1.AdminService.AckAlert:input_type -> vigil.admin.v1.AckAlertRequest
-	28, // 50: vigil.admin.v1.AdminService.ResolveAlert:input_type -> vigil.admin.v1.ResolveAlertRequest
-	30, // 51: vigil.admin.v1.AdminService.ListDecisions:input_type -> vigil.admin.v1.ListDecisionsRequest
-	33, // 52: vigil.admin.v1.AdminService.GossipKeys:input_type -> vigil.admin.v1.GossipKeysRequest
-	37, // 53: vigil.admin.v1.AdminService.ChangeGossipKey:input_type -> vigil.admin.v1.ChangeGossipKeyRequest
-	1,  // 54: vigil.admin.v1.AdminService.Status:output_type -> vigil.admin.v1.StatusResponse
-	4,  // 55: vigil.admin.v1.AdminService.ListMembers:output_type -> vigil.admin.v1.ListMembersResponse
-	7,  // 56: vigil.admin.v1.AdminService.ListAgents:output_type -> vigil.admin.v1.ListAgentsResponse
-	9,  // 57: vigil.admin.v1.AdminService.GetAgent:output_type -> vigil.admin.v1.GetAgentResponse
-	12, // 58: vigil.admin.v1.AdminService.ListOperators:output_type -> vigil.admin.v1.ListOperatorsResponse
-	15, // 59: vigil.admin.v1.AdminService.Audit:output_type -> vigil.admin.v1.AuditResponse
-	17, // 60: vigil.admin.v1.AdminService.GetPolicy:output_type -> vigil.admin.v1.GetPolicyResponse
-	19, // 61: vigil.admin.v1.AdminService.RegisterAgent:output_type -> vigil.admin.v1.WriteResponse
-	19, // 62: vigil.admin.v1.AdminService.RevokeAgent:output_type -> vigil.admin.v1.WriteResponse
-	19, // 63: vigil.admin.v1.AdminService.QuarantineAgent:output_type -> vigil.admin.v1.WriteResponse
-	19, // 64: vigil.admin.v1.AdminService.ReleaseAgent:output_type -> vigil.admin.v1.WriteResponse
-	19, // 65: vigil.admin.v1.AdminService.RenewAgent:output_type -> vigil.admin.v1.WriteResponse
-	19, // 66: vigil.admin.v1.AdminService.RotateAgentKey:output_type -> vigil.admin.v1.WriteResponse
-	19, // 67: vigil.admin.v1.AdminService.ReinstateAgent:output_type -> vigil.admin.v1.WriteResponse
-	19, // 68: vigil.admin.v1.AdminService.AddOperator:output_type -> vigil.admin.v1.WriteResponse
-	19, // 69: vigil.admin.v1.AdminService.RemoveOperator:output_type -> vigil.admin.v1.WriteResponse
-	19, // 70: vigil.admin.v1.AdminService.SetThreshold:output_type -> vigil.admin.v1.WriteResponse
-	19, // 71: vigil.admin.v1.AdminService.AdmitNode:output_type -> vigil.admin.v1.WriteResponse
-	19, // 72: vigil.admin.v1.AdminService.RemoveNode:output_type -> vigil.admin.v1.WriteResponse
-	19, // 73: vigil.admin.v1.AdminService.ApplyPolicy:output_type -> vigil.admin.v1.WriteResponse
-	19, // 74: vigil.admin.v1.AdminService.SetAutomatedResponse:output_type -> vigil.admin.v1.WriteResponse
-	19, // 75: vigil.admin.v1.AdminService.SetRevokeQuorum:output_type -> vigil.admin.v1.WriteResponse
-	23, // 76: vigil.admin.v1.AdminService.AgentActivity:output_type -> vigil.admin.v1.AgentActivityResponse
-	26, // 77: vigil.admin.v1.AdminService.ListAlerts:output_type -> vigil.admin.v1.ListAlertsResponse
-	29, // 78: vigil.admin.v1.AdminService.AckAlert:output_type -> vigil.admin.v1.AlertResponse
-	29, // 79: vigil.admin.v1.AdminService.ResolveAlert:output_type -> vigil.admin.v1.AlertResponse
-	32, // 80: vigil.admin.v1.AdminService.ListDecisions:output_type -> vigil.admin.v1.ListDecisionsResponse
-	36, // 81: vigil.admin.v1.AdminService.GossipKeys:output_type -> vigil.admin.v1.GossipKeysResponse
-	38, // 82: vigil.admin.v1.AdminService.ChangeGossipKey:output_type -> vigil.admin.v1.ChangeGossipKeyResponse
-	54, // [54:83] is the sub-list for method output_type
-	25, // [25:54] is the sub-list for method input_type
-	25, // [25:25] is the sub-list for extension type_name
-	25, // [25:25] is the sub-list for extension extendee
-	0,  // [0:25] is the sub-list for field type_name
+	42, // 20: vigil.admin.v1.ListDecisionsRequest.since:type_name -> google.protobuf.Timestamp
+	42, // 21: vigil.admin.v1.Decision.until:type_name -> google.protobuf.Timestamp
+	42, // 22: vigil.admin.v1.Decision.time:type_name -> google.protobuf.Timestamp
+	31, // 23: vigil.admin.v1.ListDecisionsResponse.decisions:type_name -> vigil.admin.v1.Decision
+	34, // 24: vigil.admin.v1.GossipKeysResponse.keys:type_name -> vigil.admin.v1.GossipKey
+	35, // 25: vigil.admin.v1.GossipKeysResponse.nodes:type_name -> vigil.admin.v1.GossipNodeResult
+	35, // 26: vigil.admin.v1.ChangeGossipKeyResponse.nodes:type_name -> vigil.admin.v1.GossipNodeResult
+	31, // 27: vigil.admin.v1.LiftDecisionResponse.decision:type_name -> vigil.admin.v1.Decision
+	0,  // 28: vigil.admin.v1.AdminService.Status:input_type -> vigil.admin.v1.StatusRequest
+	2,  // 29: vigil.admin.v1.AdminService.ListMembers:input_type -> vigil.admin.v1.ListMembersRequest
+	5,  // 30: vigil.admin.v1.AdminService.ListAgents:input_type -> vigil.admin.v1.ListAgentsRequest
+	8,  // 31: vigil.admin.v1.AdminService.GetAgent:input_type -> vigil.admin.v1.GetAgentRequest
+	10, // 32: vigil.admin.v1.AdminService.ListOperators:input_type -> vigil.admin.v1.ListOperatorsRequest
+	13, // 33: vigil.admin.v1.AdminService.Audit:input_type -> vigil.admin.v1.AuditRequest
+	16, // 34: vigil.admin.v1.AdminService.GetPolicy:input_type -> vigil.admin.v1.GetPolicyRequest
+	18, // 35: vigil.admin.v1.AdminService.RegisterAgent:input_type -> vigil.admin.v1.SignedCommand
+	18, // 36: vigil.admin.v1.AdminService.RevokeAgent:input_type -> vigil.admin.v1.SignedCommand
+	18, // 37: vigil.admin.v1.AdminService.QuarantineAgent:input_type -> vigil.admin.v1.SignedCommand
+	18, // 38: vigil.admin.v1.AdminService.ReleaseAgent:input_type -> vigil.admin.v1.SignedCommand
+	18, // 39: vigil.admin.v1.AdminService.RenewAgent:input_type -> vigil.admin.v1.SignedCommand
+	18, // 40: vigil.admin.v1.AdminService.RotateAgentKey:input_type -> vigil.admin.v1.SignedCommand
+	18, // 41: vigil.admin.v1.AdminService.ReinstateAgent:input_type -> vigil.admin.v1.SignedCommand
+	18, // 42: vigil.admin.v1.AdminService.AddOperator:input_type -> vigil.admin.v1.SignedCommand
+	18, // 43: vigil.admin.v1.AdminService.RemoveOperator:input_type -> vigil.admin.v1.SignedCommand
+	18, // 44: vigil.admin.v1.AdminService.SetThreshold:input_type -> vigil.admin.v1.SignedCommand
+	18, // 45: vigil.admin.v1.AdminService.AdmitNode:input_type -> vigil.admin.v1.SignedCommand
+	18, // 46: vigil.admin.v1.AdminService.RemoveNode:input_type -> vigil.admin.v1.SignedCommand
+	18, // 47: vigil.admin.v1.AdminService.ApplyPolicy:input_type -> vigil.admin.v1.SignedCommand
+	18, // 48: vigil.admin.v1.AdminService.SetAutomatedResponse:input_type -> vigil.admin.v1.SignedCommand
+	18, // 49: vigil.admin.v1.AdminService.SetRevokeQuorum:input_type -> vigil.admin.v1.SignedCommand
+	21, // 50: vigil.admin.v1.AdminService.AgentActivity:input_type -> vigil.admin.v1.AgentActivityRequest
+	24, // 51: vigil.admin.v1.AdminService.ListAlerts:input_type -> vigil.admin.v1.ListAlertsRequest
+	27, // 52: vigil.admin.v1.AdminService.AckAlert:input_type -> vigil.admin.v1.AckAlertRequest
+	28, // 53: vigil.admin.v1.AdminService.ResolveAlert:input_type -> vigil.admin.v1.ResolveAlertRequest
+	30, // 54: vigil.admin.v1.AdminService.ListDecisions:input_type -> vigil.admin.v1.ListDecisionsRequest
+	33, // 55: vigil.admin.v1.AdminService.GossipKeys:input_type -> vigil.admin.v1.GossipKeysRequest
+	37, // 56: vigil.admin.v1.AdminService.ChangeGossipKey:input_type -> vigil.admin.v1.ChangeGossipKeyRequest
+	39, // 57: vigil.admin.v1.AdminService.LiftDecision:input_type -> vigil.admin.v1.LiftDecisionRequest
+	1,  // 58: vigil.admin.v1.AdminService.Status:output_type -> vigil.admin.v1.StatusResponse
+	4,  // 59: vigil.admin.v1.AdminService.ListMembers:output_type -> vigil.admin.v1.ListMembersResponse
+	7,  // 60: vigil.admin.v1.AdminService.ListAgents:output_type -> vigil.admin.v1.ListAgentsResponse
+	9,  // 61: vigil.admin.v1.AdminService.GetAgent:output_type -> vigil.admin.v1.GetAgentResponse
+	12, // 62: vigil.admin.v1.AdminService.ListOperators:output_type -> vigil.admin.v1.ListOperatorsResponse
+	15, // 63: vigil.admin.v1.AdminService.Audit:output_type -> vigil.admin.v1.AuditResponse
+	17, // 64: vigil.admin.v1.AdminService.GetPolicy:output_type -> vigil.admin.v1.GetPolicyResponse
+	19, // 65: vigil.admin.v1.AdminService.RegisterAgent:output_type -> vigil.admin.v1.WriteResponse
+	19, // 66: vigil.admin.v1.AdminService.RevokeAgent:output_type -> vigil.admin.v1.WriteResponse
+	19, // 67: vigil.admin.v1.AdminService.QuarantineAgent:output_type -> vigil.admin.v1.WriteResponse
+	19, // 68: vigil.admin.v1.AdminService.ReleaseAgent:output_type -> vigil.admin.v1.WriteResponse
+	19, // 69: vigil.admin.v1.AdminService.RenewAgent:output_type -> vigil.admin.v1.WriteResponse
+	19, // 70: vigil.admin.v1.AdminService.RotateAgentKey:output_type -> vigil.admin.v1.WriteResponse
+	19, // 71: vigil.admin.v1.AdminService.ReinstateAgent:output_type -> vigil.admin.v1.WriteResponse
+	19, // 72: vigil.admin.v1.AdminService.AddOperator:output_type -> vigil.admin.v1.WriteResponse
+	19, // 73: vigil.admin.v1.AdminService.RemoveOperator:output_type -> vigil.admin.v1.WriteResponse
+	19, // 74: vigil.admin.v1.AdminService.SetThreshold:output_type -> vigil.admin.v1.WriteResponse
+	19, // 75: vigil.admin.v1.AdminService.AdmitNode:output_type -> vigil.admin.v1.WriteResponse
+	19, // 76: vigil.admin.v1.AdminService.RemoveNode:output_type -> vigil.admin.v1.WriteResponse
+	19, // 77: vigil.admin.v1.AdminService.ApplyPolicy:output_type -> vigil.admin.v1.WriteResponse
+	19, // 78: vigil.admin.v1.AdminService.SetAutomatedResponse:output_type -> vigil.admin.v1.WriteResponse
+	19, // 79: vigil.admin.v1.AdminService.SetRevokeQuorum:output_type -> vigil.admin.v1.WriteResponse
+	23, // 80: vigil.admin.v1.AdminService.AgentActivity:output_type -> vigil.admin.v1.AgentActivityResponse
+	26, // 81: vigil.admin.v1.AdminService.ListAlerts:output_type -> vigil.admin.v1.ListAlertsResponse
+	29, // 82: vigil.admin.v1.AdminService.AckAlert:output_type -> vigil.admin.v1.AlertResponse
+	29, // 83: vigil.admin.v1.AdminService.ResolveAlert:output_type -> vigil.admin.v1.AlertResponse
+	32, // 84: vigil.admin.v1.AdminService.ListDecisions:output_type -> vigil.admin.v1.ListDecisionsResponse
+	36, // 85: vigil.admin.v1.AdminService.GossipKeys:output_type -> vigil.admin.v1.GossipKeysResponse
+	38, // 86: vigil.admin.v1.AdminService.ChangeGossipKey:output_type -> vigil.admin.v1.ChangeGossipKeyResponse
+	40, // 87: vigil.admin.v1.AdminService.LiftDecision:output_type -> vigil.admin.v1.LiftDecisionResponse
+	58, // [58:88] is the sub-list for method output_type
+	28, // [28:58] is the sub-list for method input_type
+	28, // [28:28] is the sub-list for extension type_name
+	28, // [28:28] is the sub-list for extension extendee
+	0,  // [0:28] is the sub-list for field type_name
 }
 
 func init() { file_vigil_admin_v1_admin_proto_init() }
@@ -3013,7 +3234,7 @@ func file_vigil_admin_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_vigil_admin_v1_admin_proto_rawDesc), len(file_vigil_admin_v1_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   40,
+			NumMessages:   42,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

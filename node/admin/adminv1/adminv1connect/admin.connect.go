@@ -119,6 +119,9 @@ const (
 	// AdminServiceChangeGossipKeyProcedure is the fully-qualified name of the AdminService's
 	// ChangeGossipKey RPC.
 	AdminServiceChangeGossipKeyProcedure = "/vigil.admin.v1.AdminService/ChangeGossipKey"
+	// AdminServiceLiftDecisionProcedure is the fully-qualified name of the AdminService's LiftDecision
+	// RPC.
+	AdminServiceLiftDecisionProcedure = "/vigil.admin.v1.AdminService/LiftDecision"
 )
 
 // AdminServiceClient is a client for the vigil.admin.v1.AdminService service.
@@ -150,9 +153,10 @@ type AdminServiceClient interface {
 	// Agent activity: this node's telemetry (what its own agents sent, received, were refused and
 	// reported), not the replicated registry. Operators only.
 	AgentActivity(context.Context, *connect.Request[adminv1.AgentActivityRequest]) (*connect.Response[adminv1.AgentActivityResponse], error)
-	// Alerts and response decisions: this node's detector alerts (stored under its data
-	// directory's state/) and the collective-response decisions it took. Operators only. Ack and
-	// resolve record who (the caller's peer ID, or "local") and when in the alert.
+	// Alerts and response decisions: this node's detector alerts and the collective-response
+	// decisions it took (both stored under its data directory's state/, bounded, surviving a
+	// restart). Operators only. Ack and resolve record who (the caller's peer ID, or "local") and
+	// when in the alert.
 	ListAlerts(context.Context, *connect.Request[adminv1.ListAlertsRequest]) (*connect.Response[adminv1.ListAlertsResponse], error)
 	AckAlert(context.Context, *connect.Request[adminv1.AckAlertRequest]) (*connect.Response[adminv1.AlertResponse], error)
 	ResolveAlert(context.Context, *connect.Request[adminv1.ResolveAlertRequest]) (*connect.Response[adminv1.AlertResponse], error)
@@ -162,6 +166,12 @@ type AdminServiceClient interface {
 	// Operators only. Keys are never returned, only their fingerprints.
 	GossipKeys(context.Context, *connect.Request[adminv1.GossipKeysRequest]) (*connect.Response[adminv1.GossipKeysResponse], error)
 	ChangeGossipKey(context.Context, *connect.Request[adminv1.ChangeGossipKeyRequest]) (*connect.Response[adminv1.ChangeGossipKeyResponse], error)
+	// Lift an agent's throttle or quarantine on the answering node (the response is local to each
+	// node): ends it at once and forgets the signals counted so far, so only a fresh quorum of
+	// fresh signals escalates again. Recorded as a decision with action "lift" (who, when,
+	// reason). A revoke is never lifted (FailedPrecondition): reinstate through the registry,
+	// M-of-N. Operators only.
+	LiftDecision(context.Context, *connect.Request[adminv1.LiftDecisionRequest]) (*connect.Response[adminv1.LiftDecisionResponse], error)
 }
 
 // NewAdminServiceClient constructs a client for the vigil.admin.v1.AdminService service. By
@@ -349,6 +359,12 @@ func NewAdminServiceClient(httpClient connect.HTTPClient, baseURL string, opts .
 			connect.WithSchema(adminServiceMethods.ByName("ChangeGossipKey")),
 			connect.WithClientOptions(opts...),
 		),
+		liftDecision: connect.NewClient[adminv1.LiftDecisionRequest, adminv1.LiftDecisionResponse](
+			httpClient,
+			baseURL+AdminServiceLiftDecisionProcedure,
+			connect.WithSchema(adminServiceMethods.ByName("LiftDecision")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -383,6 +399,7 @@ type adminServiceClient struct {
 	listDecisions        *connect.Client[adminv1.ListDecisionsRequest, adminv1.ListDecisionsResponse]
 	gossipKeys           *connect.Client[adminv1.GossipKeysRequest, adminv1.GossipKeysResponse]
 	changeGossipKey      *connect.Client[adminv1.ChangeGossipKeyRequest, adminv1.ChangeGossipKeyResponse]
+	liftDecision         *connect.Client[adminv1.LiftDecisionRequest, adminv1.LiftDecisionResponse]
 }
 
 // Status calls vigil.admin.v1.AdminService.Status.
@@ -530,6 +547,11 @@ func (c *adminServiceClient) ChangeGossipKey(ctx context.Context, req *connect.R
 	return c.changeGossipKey.CallUnary(ctx, req)
 }
 
+// LiftDecision calls vigil.admin.v1.AdminService.LiftDecision.
+func (c *adminServiceClient) LiftDecision(ctx context.Context, req *connect.Request[adminv1.LiftDecisionRequest]) (*connect.Response[adminv1.LiftDecisionResponse], error) {
+	return c.liftDecision.CallUnary(ctx, req)
+}
+
 // AdminServiceHandler is an implementation of the vigil.admin.v1.AdminService service.
 type AdminServiceHandler interface {
 	// Reads.
@@ -559,9 +581,10 @@ type AdminServiceHandler interface {
 	// Agent activity: this node's telemetry (what its own agents sent, received, were refused and
 	// reported), not the replicated registry. Operators only.
 	AgentActivity(context.Context, *connect.Request[adminv1.AgentActivityRequest]) (*connect.Response[adminv1.AgentActivityResponse], error)
-	// Alerts and response decisions: this node's detector alerts (stored under its data
-	// directory's state/) and the collective-response decisions it took. Operators only. Ack and
-	// resolve record who (the caller's peer ID, or "local") and when in the alert.
+	// Alerts and response decisions: this node's detector alerts and the collective-response
+	// decisions it took (both stored under its data directory's state/, bounded, surviving a
+	// restart). Operators only. Ack and resolve record who (the caller's peer ID, or "local") and
+	// when in the alert.
 	ListAlerts(context.Context, *connect.Request[adminv1.ListAlertsRequest]) (*connect.Response[adminv1.ListAlertsResponse], error)
 	AckAlert(context.Context, *connect.Request[adminv1.AckAlertRequest]) (*connect.Response[adminv1.AlertResponse], error)
 	ResolveAlert(context.Context, *connect.Request[adminv1.ResolveAlertRequest]) (*connect.Response[adminv1.AlertResponse], error)
@@ -571,6 +594,12 @@ type AdminServiceHandler interface {
 	// Operators only. Keys are never returned, only their fingerprints.
 	GossipKeys(context.Context, *connect.Request[adminv1.GossipKeysRequest]) (*connect.Response[adminv1.GossipKeysResponse], error)
 	ChangeGossipKey(context.Context, *connect.Request[adminv1.ChangeGossipKeyRequest]) (*connect.Response[adminv1.ChangeGossipKeyResponse], error)
+	// Lift an agent's throttle or quarantine on the answering node (the response is local to each
+	// node): ends it at once and forgets the signals counted so far, so only a fresh quorum of
+	// fresh signals escalates again. Recorded as a decision with action "lift" (who, when,
+	// reason). A revoke is never lifted (FailedPrecondition): reinstate through the registry,
+	// M-of-N. Operators only.
+	LiftDecision(context.Context, *connect.Request[adminv1.LiftDecisionRequest]) (*connect.Response[adminv1.LiftDecisionResponse], error)
 }
 
 // NewAdminServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -754,6 +783,12 @@ func NewAdminServiceHandler(svc AdminServiceHandler, opts ...connect.HandlerOpti
 		connect.WithSchema(adminServiceMethods.ByName("ChangeGossipKey")),
 		connect.WithHandlerOptions(opts...),
 	)
+	adminServiceLiftDecisionHandler := connect.NewUnaryHandler(
+		AdminServiceLiftDecisionProcedure,
+		svc.LiftDecision,
+		connect.WithSchema(adminServiceMethods.ByName("LiftDecision")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/vigil.admin.v1.AdminService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case AdminServiceStatusProcedure:
@@ -814,6 +849,8 @@ func NewAdminServiceHandler(svc AdminServiceHandler, opts ...connect.HandlerOpti
 			adminServiceGossipKeysHandler.ServeHTTP(w, r)
 		case AdminServiceChangeGossipKeyProcedure:
 			adminServiceChangeGossipKeyHandler.ServeHTTP(w, r)
+		case AdminServiceLiftDecisionProcedure:
+			adminServiceLiftDecisionHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -937,4 +974,8 @@ func (UnimplementedAdminServiceHandler) GossipKeys(context.Context, *connect.Req
 
 func (UnimplementedAdminServiceHandler) ChangeGossipKey(context.Context, *connect.Request[adminv1.ChangeGossipKeyRequest]) (*connect.Response[adminv1.ChangeGossipKeyResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("vigil.admin.v1.AdminService.ChangeGossipKey is not implemented"))
+}
+
+func (UnimplementedAdminServiceHandler) LiftDecision(context.Context, *connect.Request[adminv1.LiftDecisionRequest]) (*connect.Response[adminv1.LiftDecisionResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("vigil.admin.v1.AdminService.LiftDecision is not implemented"))
 }

@@ -1,0 +1,144 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vigil-mesh/vigil/gossip/response"
+	"github.com/vigil-mesh/vigil/identity"
+	"github.com/vigil-mesh/vigil/node/admin"
+	"github.com/vigil-mesh/vigil/node/alerts"
+)
+
+// testDecisions is the decision backend of the newest adminNode.
+var testDecisions testDecisionBackend
+
+// testDecisionBackend serves the decision RPCs from a real store: a lift applies to the agent's
+// newest stored decision (or the one named), as a node's does to its running step.
+type testDecisionBackend struct{ st *alerts.Store }
+
+func (b testDecisionBackend) ListDecisions(q alerts.DecisionQuery) ([]alerts.Decision, error) {
+	return b.st.ListDecisions(q)
+}
+
+func (b testDecisionBackend) LiftDecision(l admin.Lift) (alerts.Decision, error) {
+	var target alerts.Decision
+	if l.DecisionID != "" {
+		d, err := b.st.GetDecision(l.DecisionID)
+		if err != nil {
+			return alerts.Decision{}, err
+		}
+		target = d
+	} else {
+		ds, err := b.st.ListDecisions(alerts.DecisionQuery{Agent: l.Agent, Limit: 1})
+		if err != nil {
+			return alerts.Decision{}, err
+		}
+		if len(ds) == 0 {
+			return alerts.Decision{}, fmt.Errorf("no agent %q: %w", l.Agent, identity.ErrNotFound)
+		}
+		target = ds[0]
+	}
+	switch target.Action {
+	case "revoke":
+		return alerts.Decision{}, fmt.Errorf("%w: %s", response.ErrRevoked, target.Agent)
+	case "throttle", "quarantine":
+	default:
+		return alerts.Decision{}, fmt.Errorf("%w: %s's last decision is %s", response.ErrNothingToLift, target.Agent, target.Action)
+	}
+	return b.st.AddDecision(alerts.Decision{Agent: target.Agent, AgentID: target.AgentID, Action: alerts.ActionLift, Time: time.Now(),
+		By: l.By, Reason: l.Reason, Lifted: target.Action, LiftedID: target.ID})
+}
+
+// TestDecisionsCmd: list filters and prints newest first; lift by agent and by decision ID
+// prints what it lifted and who; argument errors are usage errors (exit 2) that send nothing;
+// a revoke or an unknown agent fails with the server's message.
+func TestDecisionsCmd(t *testing.T) {
+	_, _, keyPath, sock := adminNode(t)
+	st := testDecisions.st
+	now := time.Now()
+	add := func(d alerts.Decision) alerts.Decision {
+		t.Helper()
+		got, err := st.AddDecision(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	old := add(alerts.Decision{Agent: "planner-1", Action: "alert", Reporters: 1, Signals: 1, MaxScore: 0.9, Time: now.Add(-2 * time.Hour)})
+	q := add(alerts.Decision{Agent: "planner-1", Action: "quarantine", Reporters: 2, Signals: 2, MaxScore: 0.97, Time: now.Add(-time.Minute), Until: now.Add(time.Hour)})
+	th := add(alerts.Decision{Agent: "mailer", Action: "throttle", Reporters: 1, Signals: 3, Time: now.Add(-time.Minute), Until: now.Add(time.Hour)})
+	add(alerts.Decision{Agent: "gone", Action: "revoke", Reporters: 2, Signals: 2, Time: now, EvidenceReporters: []string{"12D3a", "12D3b"}})
+	flags := []string{"--socket", sock, "--key", keyPath}
+
+	out, code := runAdmin(t, append([]string{"decisions", "list", "--agent", "planner-1"}, flags...)...)
+	if code != exitOK || !strings.Contains(out, q.ID) || !strings.Contains(out, old.ID) || strings.Contains(out, "mailer") ||
+		strings.Index(out, q.ID) > strings.Index(out, old.ID) {
+		t.Fatalf("list --agent (newest first): %d %s", code, out)
+	}
+	out, code = runAdmin(t, append([]string{"decisions", "list", "--since", "1h", "--action", "quarantine", "-o", "json"}, flags...)...)
+	var resp struct {
+		Decisions []struct{ Id, Agent, Action string }
+	}
+	if code != exitOK || json.Unmarshal([]byte(out), &resp) != nil || len(resp.Decisions) != 1 || resp.Decisions[0].Id != q.ID {
+		t.Fatalf("list --since 1h --action quarantine -o json: %d %s", code, out)
+	}
+
+	// Argument errors: usage errors, nothing sent.
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"decisions", "lift"}, "accepts 1 arg"},
+		{[]string{"decisions", "lift", "a", "b", "--reason", "x"}, "accepts 1 arg"},
+		{[]string{"decisions", "lift", "planner-1"}, "--reason: required"},
+		{[]string{"decisions", "lift", "planner-1", "--reason", "  "}, "--reason: required"},
+		{[]string{"decisions", "lift", "planner-1", "--reason", "a\nb"}, "control character"},
+		{[]string{"decisions", "lift", "planner-1", "--reason", strings.Repeat("x", 1025)}, "1025 bytes, max 1024"},
+		{[]string{"decisions", "lift", "Planner!", "--reason", "x"}, "neither an agent name nor a decision ID"},
+		{[]string{"decisions", "lift", "planner-1", "--reason", "x", "--out", "f"}, "unknown flag: --out"},
+		{[]string{"decisions", "list", "--action", "ban"}, "--action \"ban\""},
+		{[]string{"decisions", "list", "--since", "yesterday"}, "--since"},
+	} {
+		out, code := runAdmin(t, append(c.args, flags...)...)
+		if code != exitUsage || !strings.Contains(out, c.want) {
+			t.Errorf("%v: want exit %d mentioning %q, got %d: %s", c.args, exitUsage, c.want, code, out)
+		}
+	}
+	if out, code := runAdmin(t, "decisions"); code != exitUsage || !strings.Contains(out, "name a subcommand (list, lift)") {
+		t.Errorf("decisions alone: %d %s", code, out)
+	}
+	if n := st.DecisionsLen(); n != 4 {
+		t.Fatalf("argument errors recorded something: %d decisions", n)
+	}
+
+	// Refusals from the node.
+	if out, code := runAdmin(t, append([]string{"decisions", "lift", "gone", "--reason", "x"}, flags...)...); code == exitOK || !strings.Contains(out, "vigil agent reinstate") {
+		t.Fatalf("lift of a revoke: %d %s", code, out)
+	}
+	if out, code := runAdmin(t, append([]string{"decisions", "lift", "nobody", "--reason", "x"}, flags...)...); code == exitOK || !strings.Contains(out, `no agent "nobody"`) || !strings.Contains(out, "code not_found") {
+		t.Fatalf("lift of an unknown agent: %d %s", code, out)
+	}
+
+	// Lifts: by agent, then by decision ID with JSON output.
+	out, code = runAdmin(t, append([]string{"decisions", "lift", "planner-1", "--reason", "load test"}, flags...)...)
+	if code != exitOK || !strings.Contains(out, "lifted the quarantine of agent planner-1") || !strings.Contains(out, "by local") ||
+		!strings.Contains(out, "lifted decision "+q.ID) {
+		t.Fatalf("lift by agent: %d %s", code, out)
+	}
+	out, code = runAdmin(t, append([]string{"decisions", "lift", th.ID, "--reason", "known batch", "-o", "json"}, flags...)...)
+	var lr struct {
+		Decision struct{ Action, Agent, By, Reason, Lifted, LiftedId string }
+	}
+	if code != exitOK || json.Unmarshal([]byte(out), &lr) != nil || lr.Decision.Action != "lift" || lr.Decision.Agent != "mailer" ||
+		lr.Decision.Lifted != "throttle" || lr.Decision.LiftedId != th.ID || lr.Decision.Reason != "known batch" {
+		t.Fatalf("lift by ID -o json: %d %s", code, out)
+	}
+	out, code = runAdmin(t, append([]string{"decisions", "list", "--action", "lift"}, flags...)...)
+	if code != exitOK || !strings.Contains(out, `lifted quarantine `+q.ID+` by local: "load test"`) || !strings.Contains(out, `lifted throttle `+th.ID) {
+		t.Fatalf("list --action lift: %d %s", code, out)
+	}
+}
