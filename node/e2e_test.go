@@ -7,11 +7,13 @@ import (
 	"fmt"
 	"github.com/hashicorp/raft"
 	"log/slog"
+	mrand "math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -40,15 +42,32 @@ type e2eCluster struct {
 
 // freePort returns a TCP port on 127.0.0.1 that was free a moment ago. libp2p ports are fixed
 // (not 0) so that a restarted node comes back at the address the raft configuration holds.
+// They are taken below Linux's ephemeral range (32768–60999): a port the kernel hands out for
+// a listener on :0 (a gossip bind, an admin API) or an outgoing connection could otherwise be
+// the one reserved for a node that has not started yet. Successive calls walk the range from a
+// random start, so the packages' test processes rarely meet.
 func freePort(tb testing.TB) int {
 	tb.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
+	for range portSpan {
+		p := portLow + int(nextPort.Add(1))%portSpan
+		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
+		if err != nil {
+			continue
+		}
+		ln.Close()
+		return p
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	tb.Fatal("freePort: no free port below the ephemeral range")
+	return 0
 }
+
+const portLow, portSpan = 20000, 12000
+
+var nextPort = func() *atomic.Int64 {
+	var n atomic.Int64
+	n.Store(mrand.Int64N(portSpan))
+	return &n
+}()
 
 // startE2ECluster starts size nodes and waits until every node has applied every admission.
 func startE2ECluster(tb testing.TB, size int) *e2eCluster {
