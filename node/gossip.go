@@ -249,12 +249,33 @@ func (l *gossipLayer) observe(s identity.Signal) {
 		return
 	}
 	switch d.Action {
+	case response.Throttle:
+		l.throttle(d)
 	case response.Quarantine:
 		l.quarantine(d)
 	case response.Revoke:
 		l.wg.Add(1)
 		go l.proposeAutoRevoke(d)
 	}
+}
+
+// throttle limits the agent's sends at this node to d.Rate messages per second (burst d.Burst)
+// until d.Until; its excess sends are refused with agentproto.CodeThrottled. A quarantine or
+// revocation of the agent supersedes it (Router.CutOff).
+func (l *gossipLayer) throttle(d response.Decision) {
+	r := l.n.router.Load()
+	if r == nil {
+		return
+	}
+	if err := r.Throttle(d.Agent.Key.ID().Peer(), d.Rate, d.Burst, d.Until); err != nil {
+		l.n.log.Warn("node: response: throttle", "agent", d.Agent.Name, "err", err)
+	}
+}
+
+// unthrottle lifts the agent's throttle on this node (an operator's lift of the decision).
+func (l *gossipLayer) unthrottle(p peer.ID) bool {
+	r := l.n.router.Load()
+	return r != nil && r.Unthrottle(p)
 }
 
 // quarantine cuts the agent off on this node at once, until d.Until (a renewed quarantine
