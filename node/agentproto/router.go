@@ -276,7 +276,7 @@ func (r *Router) Throttle(p peer.ID, rate float64, burst int, until time.Time) e
 		r.cfg.Logger.Warn("agentproto: throttle table full: the throttle ending first was dropped",
 			"dropped", evicted, "max", r.cfg.MaxThrottled)
 	}
-	r.cfg.Logger.Info("agentproto: agent throttled", "peer", p, "rate", rate, "burst", burst, "until", until)
+	r.cfg.Logger.Debug("agentproto: agent throttled", "peer", p, "rate", rate, "burst", burst, "until", until)
 	return nil
 }
 
