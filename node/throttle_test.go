@@ -136,4 +136,19 @@ response:
 	if n.Router().ThrottledCount() != 0 {
 		t.Fatal("the ended throttle is still counted")
 	}
+
+	// A lift of the decision ends a running throttle at once.
+	d.Until = time.Now().Add(time.Hour)
+	n.gossip.throttle(d)
+	if _, ok := n.Router().Throttled(sk.ID().Peer()); !ok {
+		t.Fatal("throttle not set")
+	}
+	if !n.gossip.unthrottle(sk.ID().Peer()) || n.gossip.unthrottle(sk.ID().Peer()) {
+		t.Fatal("unthrottle")
+	}
+	for i := range 5 {
+		if err := send(); err != nil {
+			t.Fatalf("send %d after the lift: %v", i, err)
+		}
+	}
 }
