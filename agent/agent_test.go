@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -168,5 +169,24 @@ func TestLoadOrCreateKey(t *testing.T) {
 	}
 	if _, err := LoadOrCreateKey(nodeKey); err == nil {
 		t.Fatal("a node key loaded as an agent key")
+	}
+}
+
+func TestRefusedErrorIsThrottled(t *testing.T) {
+	thr := fmt.Errorf("wrapped: %w", &RefusedError{Code: "throttled", Rule: "response: throttled at 1 msg/s until 2026-03-01T12:15:00Z", Hop: "sender-node"})
+	if !errors.Is(thr, ErrThrottled) {
+		t.Fatal("a throttled refusal is not ErrThrottled")
+	}
+	var re *RefusedError
+	if !errors.As(thr, &re) || re.Code != "throttled" {
+		t.Fatalf("errors.As: %v", re)
+	}
+	for _, code := range []string{"no_capability", "sender_inactive", "rate_limited", ""} {
+		if errors.Is(&RefusedError{Code: code}, ErrThrottled) {
+			t.Errorf("code %q is ErrThrottled", code)
+		}
+	}
+	if errors.Is(ErrNotConnected, ErrThrottled) {
+		t.Error("ErrNotConnected is ErrThrottled")
 	}
 }

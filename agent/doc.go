@@ -10,6 +10,7 @@
 //	defer c.Close()
 //	c.Handle("ask", func(ctx context.Context, m agent.Message) error { return nil })
 //	_, err = c.Send(ctx, "worker-1", "ask", []byte("hi")) // *agent.RefusedError names the rule
+//	if errors.Is(err, agent.ErrThrottled) { … } // the node throttles this agent: slow down
 //
 // The protocols, the capability rule and the reconnection policy are in docs/agents.md; the wire
 // format is node/agentproto's.

@@ -13,6 +13,11 @@ var (
 	// ErrNotConnected: the node connection failed during the call (the message may or may not
 	// have been delivered; a retry may deliver it twice).
 	ErrNotConnected = errors.New("not connected")
+	// ErrThrottled matches (errors.Is) a *RefusedError with code "throttled": the agent's node
+	// throttles it (the collective response's throttle step) and the send was beyond its rate.
+	// The agent stays connected; RefusedError.Rule says the rate and when the throttle ends,
+	// and Reason when the next send is allowed.
+	ErrThrottled = errors.New("throttled")
 	// ErrBadRotationRequest: a rotation request does not parse or does not verify.
 	ErrBadRotationRequest = errors.New("bad rotation request")
 )

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/vigil-mesh/vigil/identity"
+	"github.com/vigil-mesh/vigil/node/agentproto"
 )
 
 // The types an agent program sees. The Client (client.go) connects to a node over libp2p; the
@@ -58,7 +59,7 @@ type Event struct {
 // (for example "capability send:planner-2 not held by planner-1", "destination revoked"), Hop says
 // where: "sender-node" or "receiver-node" or "receiver".
 type RefusedError struct {
-	Code   string // a stable machine-readable code: no_capability, unknown_destination, destination_inactive, sender_inactive, rate_limited, …
+	Code   string // a stable machine-readable code: no_capability, unknown_destination, destination_inactive, sender_inactive, throttled, …
 	Rule   string
 	Hop    string
 	Reason string
@@ -66,6 +67,11 @@ type RefusedError struct {
 
 func (e *RefusedError) Error() string {
 	return fmt.Sprintf("refused at %s: %s (%s): %s", e.Hop, e.Code, e.Rule, e.Reason)
+}
+
+// Is makes errors.Is(err, ErrThrottled) hold for a throttled refusal.
+func (e *RefusedError) Is(target error) bool {
+	return target == ErrThrottled && e.Code == agentproto.CodeThrottled
 }
 
 // ConnState is the client's connection state, reported on Notify.

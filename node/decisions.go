@@ -51,6 +51,10 @@ func (n *Node) LiftDecision(agent, decisionID, by, reason string) (alerts.Decisi
 	}
 
 	now := time.Now()
+	throttled := false
+	if r := n.router.Load(); r != nil {
+		_, throttled = r.Throttled(p)
+	}
 	l.mu.Lock()
 	st := l.agg.State(subject, now)
 	timer := l.lifts[p]
@@ -58,14 +62,17 @@ func (n *Node) LiftDecision(agent, decisionID, by, reason string) (alerts.Decisi
 	case st.Action == response.Revoke:
 		l.mu.Unlock()
 		return alerts.Decision{}, fmt.Errorf("node: lift %s: this node decided to revoke it: %w", subject.Name, response.ErrRevoked)
-	case !st.Running && timer == nil:
+	case !st.Running && timer == nil && !throttled:
 		l.mu.Unlock()
 		return alerts.Decision{}, fmt.Errorf("node: lift %s: no throttle or quarantine is running on this node (last step: %s): %w",
 			subject.Name, st.Action, response.ErrNothingToLift)
 	}
 	lifted := st.Action
-	if !st.Running { // the aggregator was replaced by a new policy; the quarantine still runs
-		lifted = response.Quarantine
+	if !st.Running { // the aggregator was replaced by a new policy; the quarantine or throttle still runs
+		lifted = response.Throttle
+		if timer != nil {
+			lifted = response.Quarantine
+		}
 	}
 	rec := alerts.Decision{Time: now, Agent: subject.Name, AgentID: subject.Key.ID().String(), Action: alerts.ActionLift,
 		By: by, Reason: reason, Lifted: lifted.String()}
@@ -85,6 +92,7 @@ func (n *Node) LiftDecision(agent, decisionID, by, reason string) (alerts.Decisi
 		delete(l.lifts, p)
 	}
 	n.views.LiftQuarantine(p)
+	l.unthrottle(p)
 	l.mu.Unlock()
 	l.refresh()
 	l.lifted.Add(1)

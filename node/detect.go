@@ -339,7 +339,8 @@ func (d *detection) follow(first bool) error {
 	d.restoreLocked()
 	if old == nil || !slices.Equal(old.Response.Ladder, doc.Response.Ladder) || old.Response.Window != doc.Response.Window ||
 		old.Response.QuarantineTTL != doc.Response.QuarantineTTL || old.Response.EscalateAfter != doc.Response.EscalateAfter ||
-		old.Response.DryRun != doc.Response.DryRun {
+		old.Response.DryRun != doc.Response.DryRun || old.Response.ThrottleRate != doc.Response.ThrottleRate ||
+		old.Response.ThrottleBurst != doc.Response.ThrottleBurst || old.Response.ThrottleTTL != doc.Response.ThrottleTTL {
 		if err := d.n.applyResponse(doc.Response); err != nil {
 			d.n.log.Warn("node: detection: response section not applied", "err", err)
 		}
@@ -472,8 +473,9 @@ func (d *detection) restoreLocked() {
 }
 
 // applyResponse maps the policy's response section onto the gossip layer's aggregation
-// (window, ladder, quarantine_ttl, escalate_after, dry_run; revoke_quorum follows the
-// registry). The aggregator is replaced: signals counted so far are forgotten.
+// (window, ladder, quarantine_ttl, throttle_rate, throttle_burst, throttle_ttl, escalate_after,
+// dry_run; revoke_quorum follows the registry). The aggregator is replaced: signals counted so
+// far are forgotten (running throttles and quarantines run to their end).
 func (n *Node) applyResponse(p policy.Response) error {
 	l := n.gossip
 	if l == nil {
@@ -482,6 +484,7 @@ func (n *Node) applyResponse(p policy.Response) error {
 	def := response.DefaultConfig()
 	cfg := def
 	cfg.Window, cfg.QuarantineTTL, cfg.EscalateAfter, cfg.DryRun = p.Window, p.QuarantineTTL, p.EscalateAfter, p.DryRun
+	cfg.ThrottleRate, cfg.ThrottleBurst, cfg.ThrottleTTL = p.ThrottleRate, p.ThrottleBurst, p.ThrottleTTL
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	cfg.RevokeQuorum = l.agg.Config().RevokeQuorum

@@ -249,10 +249,33 @@ func (l *gossipLayer) observe(s identity.Signal) {
 	if cut {
 		l.n.enforcer.Disconnect(d.Agent.Key.ID().Peer(), enforce.ReasonQuarantined)
 	}
-	if d.Action == response.Revoke && !d.DryRun {
+	switch {
+	case d.DryRun:
+	case d.Action == response.Throttle:
+		l.throttle(d)
+	case d.Action == response.Revoke:
 		l.wg.Add(1)
 		go l.proposeAutoRevoke(d)
 	}
+}
+
+// throttle limits the agent's sends at this node to d.Rate messages per second (burst d.Burst)
+// until d.Until; its excess sends are refused with agentproto.CodeThrottled. A quarantine or
+// revocation of the agent supersedes it (Router.CutOff).
+func (l *gossipLayer) throttle(d response.Decision) {
+	r := l.n.router.Load()
+	if r == nil {
+		return
+	}
+	if err := r.Throttle(d.Agent.Key.ID().Peer(), d.Rate, d.Burst, d.Until); err != nil {
+		l.n.log.Warn("node: response: throttle", "agent", d.Agent.Name, "err", err)
+	}
+}
+
+// unthrottle lifts the agent's throttle on this node (an operator's lift of the decision).
+func (l *gossipLayer) unthrottle(p peer.ID) bool {
+	r := l.n.router.Load()
+	return r != nil && r.Unthrottle(p)
 }
 
 // recordLocked stores a decision that changed an agent's step in the node's state store, where
@@ -264,6 +287,9 @@ func (l *gossipLayer) recordLocked(d response.Decision, now time.Time) {
 	}
 	rec := alerts.Decision{Time: now, Agent: d.Agent.Name, AgentID: d.Agent.Key.ID().String(), Action: d.Action.String(),
 		Reporters: d.Reporters, Signals: d.Signals, MaxScore: d.MaxScore, Until: d.Until, Escalated: d.Escalated, DryRun: d.DryRun}
+	if d.Action == response.Throttle {
+		rec.Rate, rec.Burst = d.Rate, d.Burst
+	}
 	for _, s := range d.Evidence {
 		rec.EvidenceReporters = append(rec.EvidenceReporters, s.Reporter.ID().String())
 	}

@@ -39,6 +39,14 @@ func (n *Node) startMessaging() error {
 	}
 	n.router.Store(r)
 	n.closers = append(n.closers, r.Close)
+	throttled := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "vigil_agent_throttled",
+		Help: "Agents whose sends this node throttles now (the throttle step of the collective response).",
+	}, func() float64 { return float64(r.ThrottledCount()) })
+	if err := n.metrics.reg.Register(throttled); err != nil {
+		return fmt.Errorf("node: metrics: %w", err)
+	}
+	n.closers = append(n.closers, func() error { n.metrics.reg.Unregister(throttled); return nil })
 	return nil
 }
 

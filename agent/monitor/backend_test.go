@@ -45,6 +45,7 @@ type testBackend struct {
 	events   []agent.Event
 	sent     []string // "to/capability/body"
 	cutOff   bool
+	throttle string        // when set, the rule of a throttle that refuses every send (code throttled)
 	reported chan struct{} // closed and replaced on every Report
 }
 
@@ -78,9 +79,12 @@ func (b *testBackend) Registration() agent.Registration {
 func (b *testBackend) Send(ctx context.Context, to, capability string, body []byte) (agent.Receipt, error) {
 	start := time.Now()
 	b.mu.Lock()
-	from, caps, cut := b.reg.Name, b.reg.Capabilities, b.cutOff
+	from, caps, cut, throttle := b.reg.Name, b.reg.Capabilities, b.cutOff, b.throttle
 	b.sent = append(b.sent, to+"/"+capability+"/"+string(body))
 	b.mu.Unlock()
+	if throttle != "" {
+		return agent.Receipt{}, &agent.RefusedError{Code: "throttled", Rule: throttle, Hop: "sender-node", Reason: "the next send is allowed in 1s"}
+	}
 	if cut {
 		return agent.Receipt{}, &agent.RefusedError{Code: "sender_inactive", Rule: "sender revoked", Hop: "sender-node", Reason: "agent " + from + " is revoked"}
 	}

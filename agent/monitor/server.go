@@ -551,6 +551,9 @@ func (s *Server) send(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case err == nil:
 		writeJSON(w, http.StatusOK, receiptJSON{ID: rc.ID, LatencyMS: float64(rc.Latency) / float64(time.Millisecond)})
+	case errors.Is(err, agent.ErrThrottled) && errors.As(err, &re):
+		// The node throttles this agent: a rate limit, not a denial. The agent stays connected.
+		writeErr(w, http.StatusTooManyRequests, apiError{Code: re.Code, Rule: re.Rule, Hop: re.Hop, Message: re.Error()})
 	case errors.As(err, &re):
 		writeErr(w, http.StatusForbidden, apiError{Code: re.Code, Rule: re.Rule, Hop: re.Hop, Message: re.Error()})
 	case errors.Is(err, context.DeadlineExceeded):

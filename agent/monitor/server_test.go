@@ -91,6 +91,35 @@ func TestSendReceiptAndRefusals(t *testing.T) {
 	}
 }
 
+// TestSendThrottled: a send the node refuses as throttled is 429 with the node's code, rule and
+// hop (not 403: the agent is rate limited, not denied), and the agent stays connected.
+func TestSendThrottled(t *testing.T) {
+	mesh := newTestMesh(t)
+	a := mesh.add(t, "alice", "send:bob")
+	b := mesh.add(t, "bob")
+	sa := startSidecar(t, a, "", nil)
+	startSidecar(t, b, "", nil)
+	rule := "response: throttled at 1 msg/s until 2026-03-01T12:15:00Z"
+	a.mu.Lock()
+	a.throttle = rule
+	a.mu.Unlock()
+	code, out := sa.do(t, "POST", "/v1/messages", `{"to":"bob","capability":"chat","body":"x"}`)
+	e := errOf(t, out)
+	if code != 429 || e["code"] != "throttled" || e["rule"] != rule || e["hop"] != "sender-node" ||
+		!strings.Contains(e["message"].(string), "next send is allowed in 1s") {
+		t.Fatalf("throttled send: %d %v", code, out)
+	}
+	if code, st := sa.do(t, "GET", "/v1/status", ""); code != 200 || st["state"] != "connected" {
+		t.Fatalf("status while throttled: %d %v", code, st)
+	}
+	a.mu.Lock()
+	a.throttle = ""
+	a.mu.Unlock()
+	if code, out := sa.do(t, "POST", "/v1/messages", `{"to":"bob","capability":"chat","body":"x"}`); code != 200 {
+		t.Fatalf("after the throttle: %d %v", code, out)
+	}
+}
+
 func TestBadRequests(t *testing.T) {
 	mesh := newTestMesh(t)
 	a := mesh.add(t, "alice", "send:*")

@@ -10,6 +10,7 @@
 //	d := agg.Observe(sig, now)
 //	if d.Changed && !d.DryRun {
 //		switch d.Action {
+//		case response.Throttle:   // limit the agent's sends to d.Rate/s (burst d.Burst) until d.Until
 //		case response.Quarantine: // cut the agent off locally until d.Until
 //		case response.Revoke:     // propose AutoRevokeAgent{Signals: d.Evidence}
 //		}

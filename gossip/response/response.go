@@ -71,8 +71,17 @@ type Config struct {
 	// step whose thresholds are met is the decision. Default: alert at 1 reporter and 1 signal,
 	// throttle at 1 reporter and 3 signals, quarantine at 2 reporters, revoke at RevokeQuorum.
 	Ladder []Step
-	// QuarantineTTL is how long a throttle or quarantine lasts unless renewed. Default 15m.
+	// QuarantineTTL is how long a quarantine lasts unless renewed. Default 15m.
 	QuarantineTTL time.Duration
+	// ThrottleTTL is how long a throttle lasts unless renewed; 0 means QuarantineTTL.
+	// Default 0.
+	ThrottleTTL time.Duration
+	// ThrottleRate is the messages per second a throttled agent may send (a token bucket at
+	// its node). Default 1.
+	ThrottleRate float64
+	// ThrottleBurst is the bucket's size: the messages a throttled agent may send at once
+	// before the rate applies. Default 5.
+	ThrottleBurst int
 	// EscalateAfter: once an agent has been quarantined this many times (a new quarantine is
 	// counted when the previous one had expired), the next decision with at least RevokeQuorum
 	// reporters is Revoke even if the ladder's revoke step asks for more. 0 disables.
@@ -98,12 +107,29 @@ func DefaultConfig() Config {
 			{Alert, 1, 1}, {Throttle, 1, 3}, {Quarantine, 2, 2}, {Revoke, q, q},
 		},
 		QuarantineTTL: 15 * time.Minute, EscalateAfter: 3, RevokeQuorum: q,
+		ThrottleRate: 1, ThrottleBurst: 5,
 		MaxAgents: 1 << 16, MaxPerReporter: 8,
 	}
 }
 
 func invalid(field, format string, args ...any) error {
 	return fmt.Errorf("response: %s: %s: %w", field, fmt.Sprintf(format, args...), ErrInvalidConfig)
+}
+
+// Bounds of a throttle: at least one message an hour, at most MaxThrottleRate a second, and
+// bursts of 1..MaxThrottleBurst messages.
+const (
+	MinThrottleRate  = 1.0 / 3600
+	MaxThrottleRate  = 10000
+	MaxThrottleBurst = 10000
+)
+
+// throttleTTL is ThrottleTTL, or QuarantineTTL when it is 0.
+func (c *Config) throttleTTL() time.Duration {
+	if c.ThrottleTTL > 0 {
+		return c.ThrottleTTL
+	}
+	return c.QuarantineTTL
 }
 
 // Validate checks each field; the error names it.
@@ -141,6 +167,15 @@ func (c *Config) Validate() error {
 	if c.QuarantineTTL <= 0 || c.QuarantineTTL > 30*24*time.Hour {
 		return invalid("quarantine_ttl", "%s not in (0, 720h]", c.QuarantineTTL)
 	}
+	if c.ThrottleTTL < 0 || c.ThrottleTTL > 30*24*time.Hour {
+		return invalid("throttle_ttl", "%s not in [0, 720h] (0: quarantine_ttl)", c.ThrottleTTL)
+	}
+	if !(c.ThrottleRate >= MinThrottleRate && c.ThrottleRate <= MaxThrottleRate) {
+		return invalid("throttle_rate", "%v messages/s not in [1/3600, %v]", c.ThrottleRate, float64(MaxThrottleRate))
+	}
+	if c.ThrottleBurst < 1 || c.ThrottleBurst > MaxThrottleBurst {
+		return invalid("throttle_burst", "%d not in 1..%d", c.ThrottleBurst, MaxThrottleBurst)
+	}
 	if c.EscalateAfter < 0 || c.EscalateAfter > 1000 {
 		return invalid("escalate_after", "%d not in 0..1000", c.EscalateAfter)
 	}
@@ -161,8 +196,12 @@ type Decision struct {
 	Signals   int       // fresh signals in all
 	MaxScore  float64   // highest fresh score
 	Until     time.Time // end of a throttle or quarantine; zero otherwise
-	Escalated bool      // revoke reached by EscalateAfter quarantines
-	Changed   bool      // Action differs from the previous decision (or a quarantine renewed after expiry)
+	// Rate (messages per second) and Burst of a throttle (Config.ThrottleRate and
+	// ThrottleBurst); zero otherwise.
+	Rate      float64
+	Burst     int
+	Escalated bool // revoke reached by EscalateAfter quarantines
+	Changed   bool // Action differs from the previous decision (or a quarantine renewed after expiry)
 	DryRun    bool
 	// Evidence is set when Action is Revoke: the freshest signal of each distinct reporter,
 	// at most identity.MaxAutoRevokeSignals, for an AutoRevokeAgent command.
@@ -304,13 +343,19 @@ func (a *Aggregator) decide(st *agentState, now time.Time) Decision {
 	case Throttle, Quarantine:
 		renew := st.last != d.Action || !now.Before(st.until)
 		if renew {
-			st.until = now.Add(a.cfg.QuarantineTTL)
-			if d.Action == Quarantine {
+			ttl := a.cfg.QuarantineTTL
+			if d.Action == Throttle {
+				ttl = a.cfg.throttleTTL()
+			} else {
 				st.quarantines++
 			}
+			st.until = now.Add(ttl)
 		}
 		d.Until = st.until
 		d.Changed = renew
+		if d.Action == Throttle {
+			d.Rate, d.Burst = a.cfg.ThrottleRate, a.cfg.ThrottleBurst
+		}
 	case Revoke:
 		// Deterministic order: freshest first, then by reporter key bytes.
 		slices.SortFunc(freshest, func(x, y identity.Signal) int {

@@ -2,8 +2,11 @@ package response
 
 import (
 	"errors"
+	"fmt"
 	"io"
+	"math"
 	"math/rand/v2"
+	"strings"
 	"testing"
 	"time"
 
@@ -60,7 +63,7 @@ func TestLadder(t *testing.T) {
 	}
 	a.Observe(f.sig(0, now, 0.9), now)
 	d = a.Observe(f.sig(0, now, 0.9), now)
-	if d.Action != Throttle || d.Until != now.Add(15*time.Minute) {
+	if d.Action != Throttle || d.Until != now.Add(15*time.Minute) || d.Rate != 1 || d.Burst != 5 {
 		t.Fatalf("three signals from one reporter: %+v", d)
 	}
 	// A signal below MinScore counts for nothing.
@@ -156,6 +159,48 @@ func TestEscalationAndDryRun(t *testing.T) {
 	}
 }
 
+// TestThrottleTTL: a throttle lasts ThrottleTTL (QuarantineTTL when 0), carries the rate and
+// burst, and is renewed only once it has run out; a quarantine keeps its own TTL.
+func TestThrottleTTL(t *testing.T) {
+	f := newFix(t, 2)
+	cfg := DefaultConfig()
+	cfg.Window = time.Hour
+	cfg.QuarantineTTL = 10 * time.Minute
+	cfg.ThrottleTTL = time.Minute
+	cfg.ThrottleRate, cfg.ThrottleBurst = 0.5, 2
+	cfg.RevokeQuorum, cfg.Ladder[3] = 3, Step{Revoke, 3, 3}
+	a := mustNew(t, cfg)
+	now := t0
+	var d Decision
+	for range 3 {
+		d = a.Observe(f.sig(0, now, 0.9), now)
+	}
+	if d.Action != Throttle || !d.Changed || d.Until != now.Add(time.Minute) || d.Rate != 0.5 || d.Burst != 2 {
+		t.Fatalf("throttle: %+v", d)
+	}
+	later := now.Add(30 * time.Second)
+	if d := a.Observe(f.sig(0, later, 0.9), later); d.Changed || d.Until != now.Add(time.Minute) {
+		t.Fatalf("inside the throttle TTL: %+v", d)
+	}
+	later = now.Add(time.Minute)
+	if d := a.Observe(f.sig(0, later, 0.9), later); !d.Changed || d.Until != later.Add(time.Minute) {
+		t.Fatalf("renewed after the TTL: %+v", d)
+	}
+	d = a.Observe(f.sig(1, later, 0.9), later)
+	if d.Action != Quarantine || d.Until != later.Add(10*time.Minute) || d.Rate != 0 || d.Burst != 0 {
+		t.Fatalf("quarantine: %+v", d)
+	}
+
+	cfg.ThrottleTTL = 0 // follows quarantine_ttl
+	a = mustNew(t, cfg)
+	for range 3 {
+		d = a.Observe(f.sig(0, now, 0.9), now)
+	}
+	if d.Action != Throttle || d.Until != now.Add(10*time.Minute) {
+		t.Fatalf("throttle with ThrottleTTL 0: %+v", d)
+	}
+}
+
 func TestBoundedMemory(t *testing.T) {
 	f := newFix(t, 1)
 	cfg := DefaultConfig()
@@ -188,13 +233,24 @@ func TestConfigValidate(t *testing.T) {
 		"ladder order":        func(c *Config) { c.Ladder = []Step{{Throttle, 1, 1}, {Alert, 1, 1}} },
 		"revoke below quorum": func(c *Config) { c.RevokeQuorum = 3 },
 		"quarantine_ttl":      func(c *Config) { c.QuarantineTTL = -1 },
+		"throttle_ttl":        func(c *Config) { c.ThrottleTTL = -time.Second },
+		"throttle_ttl long":   func(c *Config) { c.ThrottleTTL = 800 * time.Hour },
+		"throttle_rate zero":  func(c *Config) { c.ThrottleRate = 0 },
+		"throttle_rate nan":   func(c *Config) { c.ThrottleRate = math.NaN() },
+		"throttle_rate high":  func(c *Config) { c.ThrottleRate = 1e6 },
+		"throttle_burst":      func(c *Config) { c.ThrottleBurst = 0 },
+		"throttle_burst high": func(c *Config) { c.ThrottleBurst = MaxThrottleBurst + 1 },
 		"revoke_quorum":       func(c *Config) { c.RevokeQuorum = 0 },
 	}
 	for name, mut := range cases {
 		c := DefaultConfig()
 		mut(&c)
-		if err := c.Validate(); !errors.Is(err, ErrInvalidConfig) {
+		err := c.Validate()
+		if !errors.Is(err, ErrInvalidConfig) {
 			t.Errorf("%s: %v", name, err)
+		}
+		if field, _, _ := strings.Cut(name, " "); strings.HasPrefix(name, "throttle_") && !strings.Contains(fmt.Sprint(err), "response: "+field+":") {
+			t.Errorf("%s: error does not name the field: %v", name, err)
 		}
 	}
 	if _, err := ParseAction("ban"); err == nil {

@@ -308,6 +308,12 @@ func (w *walker) document(n *yaml.Node, d *Document) {
 		},
 		"response": func(n *yaml.Node, path string) {
 			r := &d.Response
+			ttlSet := false
+			defer func() {
+				if !ttlSet { // throttle_ttl follows quarantine_ttl unless given
+					r.ThrottleTTL = r.QuarantineTTL
+				}
+			}()
 			w.mapping(n, path, map[string]func(*yaml.Node, string){
 				"window": w.duration(&r.Window),
 				"ladder": func(n *yaml.Node, path string) {
@@ -319,6 +325,21 @@ func (w *walker) document(n *yaml.Node, d *Document) {
 					})
 				},
 				"quarantine_ttl": w.duration(&r.QuarantineTTL),
+				"throttle_rate": func(n *yaml.Node, path string) {
+					if w.scalar(n, path, "a rate such as 1/s, 30/m or 600/h") {
+						v, err := ParseRate(n.Value)
+						if err != nil {
+							w.bad(n, path, "%v", err)
+							return
+						}
+						r.ThrottleRate = v
+					}
+				},
+				"throttle_burst": w.integer(&r.ThrottleBurst),
+				"throttle_ttl": func(n *yaml.Node, path string) {
+					ttlSet = true
+					w.duration(&r.ThrottleTTL)(n, path)
+				},
 				"escalate_after": w.integer(&r.EscalateAfter),
 				"revoke_quorum":  w.integer(&r.RevokeQuorum),
 				"dry_run":        w.boolean(&r.DryRun),

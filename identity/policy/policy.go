@@ -23,6 +23,13 @@ const (
 	MaxRevokeQuorum = 64 // the registry's MaxNodes
 )
 
+// Bounds of response.throttle_rate (messages per second) and response.throttle_burst.
+const (
+	MinThrottleRate  = 1.0 / 3600 // one message an hour
+	MaxThrottleRate  = 10000
+	MaxThrottleBurst = 10000
+)
+
 // Action is one step of the response ladder, in increasing severity.
 type Action string
 
@@ -163,6 +170,44 @@ func ParseThreshold(s string) (Threshold, error) {
 	return Threshold{f, UnitNone}, err
 }
 
+// ParseRate reads a message rate, "1/s", "30/m", "600/h" or a plain number of messages per
+// second, and returns it in messages per second. It does not check the bounds (Validate does).
+func ParseRate(s string) (float64, error) {
+	s = strings.TrimSpace(s)
+	v, per, hasUnit := strings.Cut(s, "/")
+	div := 1.0
+	if hasUnit {
+		d, ok := map[string]float64{"s": 1, "m": 60, "min": 60, "h": 3600}[per]
+		if !ok {
+			return 0, fmt.Errorf("%q: rate unit %q, want /s, /m or /h", s, per)
+		}
+		div = d
+	}
+	f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
+		return 0, fmt.Errorf("%q is not a rate such as 1/s, 30/m or 600/h", s)
+	}
+	if f <= 0 {
+		return 0, fmt.Errorf("%q must be positive", s)
+	}
+	return f / div, nil
+}
+
+// FormatRate is the canonical form of a rate in messages per second, which ParseRate reads back
+// exactly: a whole number per second, minute or hour when there is one ("2/s", "30/m", "1/h"),
+// else per second ("0.7/s").
+func FormatRate(perSecond float64) string {
+	for _, u := range []struct {
+		unit string
+		mult float64
+	}{{"/s", 1}, {"/m", 60}, {"/h", 3600}} {
+		if n := perSecond * u.mult; n == math.Trunc(n) && n/u.mult == perSecond && n < 1e15 {
+			return strconv.FormatFloat(n, 'f', -1, 64) + u.unit
+		}
+	}
+	return strconv.FormatFloat(perSecond, 'g', -1, 64) + "/s"
+}
+
 // Rule is a metric rule: when Metric crosses Threshold (for at least For, if set), take Action.
 type Rule struct {
 	Metric    string
@@ -198,6 +243,12 @@ type Response struct {
 	Window        time.Duration // signals from distinct reporters are counted within it; default 5m
 	Ladder        []Action      // in increasing severity; default alert, throttle, quarantine, revoke
 	QuarantineTTL time.Duration // default 15m
+	// ThrottleRate is the messages per second a throttled agent may send; default 1 (1/s),
+	// in [MinThrottleRate, MaxThrottleRate]. YAML: "1/s", "30/m", "600/h" or a plain number
+	// (per second).
+	ThrottleRate  float64
+	ThrottleBurst int           // messages a throttled agent may send at once; default 5, 1..MaxThrottleBurst
+	ThrottleTTL   time.Duration // how long a throttle lasts; Parse defaults it to quarantine_ttl
 	EscalateAfter int           // repeat quarantines before escalating; default 3
 	RevokeQuorum  int           // distinct nodes' signals an automated revocation needs; default 2
 	DryRun        bool          // record what would happen, do nothing
@@ -217,7 +268,7 @@ func Default() *Document {
 		Monitoring:      Monitoring{Enabled: true, Interval: 10 * time.Second, Policies: []Rule{}},
 		ThreatDetection: ThreatDetection{Enabled: true, ShareThreshold: 0.9, Models: []Model{{Type: "anomaly_detection", Algorithm: "ewma"}}},
 		Response: Response{Window: 5 * time.Minute, Ladder: slices.Clone(actions), QuarantineTTL: 15 * time.Minute,
-			EscalateAfter: 3, RevokeQuorum: 2},
+			ThrottleRate: 1, ThrottleBurst: 5, ThrottleTTL: 15 * time.Minute, EscalateAfter: 3, RevokeQuorum: 2},
 	}
 }
 
@@ -305,6 +356,13 @@ func (d *Document) validate(p *problems) {
 	r := &d.Response
 	positive(p, "response.window", r.Window)
 	positive(p, "response.quarantine_ttl", r.QuarantineTTL)
+	positive(p, "response.throttle_ttl", r.ThrottleTTL)
+	if !(r.ThrottleRate >= MinThrottleRate && r.ThrottleRate <= MaxThrottleRate) {
+		p.add("response.throttle_rate", "must be between 1/h and %d/s, got %s", MaxThrottleRate, FormatRate(r.ThrottleRate))
+	}
+	if r.ThrottleBurst < 1 || r.ThrottleBurst > MaxThrottleBurst {
+		p.add("response.throttle_burst", "must be in 1..%d, got %d", MaxThrottleBurst, r.ThrottleBurst)
+	}
 	if len(r.Ladder) == 0 {
 		p.add("response.ladder", "must name at least one action")
 	}
@@ -379,6 +437,9 @@ type (
 		Window        string   `yaml:"window"`
 		Ladder        []string `yaml:"ladder,flow"`
 		QuarantineTTL string   `yaml:"quarantine_ttl"`
+		ThrottleRate  string   `yaml:"throttle_rate"`
+		ThrottleBurst int      `yaml:"throttle_burst"`
+		ThrottleTTL   string   `yaml:"throttle_ttl"`
 		EscalateAfter int      `yaml:"escalate_after"`
 		RevokeQuorum  int      `yaml:"revoke_quorum"`
 		DryRun        bool     `yaml:"dry_run"`
@@ -393,7 +454,8 @@ func (d *Document) Canonical() []byte {
 		ThreatDetection: yTD{Enabled: d.ThreatDetection.Enabled, ShareThreshold: d.ThreatDetection.ShareThreshold,
 			Models: []yModel{}},
 		Response: yResp{Window: d.Response.Window.String(), QuarantineTTL: d.Response.QuarantineTTL.String(),
-			EscalateAfter: d.Response.EscalateAfter, RevokeQuorum: d.Response.RevokeQuorum, DryRun: d.Response.DryRun,
+			ThrottleRate: FormatRate(d.Response.ThrottleRate), ThrottleBurst: d.Response.ThrottleBurst,
+			ThrottleTTL: d.Response.ThrottleTTL.String(), EscalateAfter: d.Response.EscalateAfter, RevokeQuorum: d.Response.RevokeQuorum, DryRun: d.Response.DryRun,
 			Ladder: []string{}},
 		AllowDisabled: d.AllowDisabled,
 	}

@@ -36,6 +36,9 @@ response:
   window: 5m
   ladder: [alert, throttle, quarantine, revoke]
   quarantine_ttl: 15m
+  throttle_rate: 30/m
+  throttle_burst: 3
+  throttle_ttl: 5m
   escalate_after: 3
   revoke_quorum: 2
   dry_run: false
@@ -59,7 +62,8 @@ func TestParseFull(t *testing.T) {
 	if d.ThreatDetection.Models[0].Params["window"] != 10 {
 		t.Errorf("params = %#v", d.ThreatDetection.Models[0].Params)
 	}
-	if d.Response.RevokeQuorum != 2 || d.Response.QuarantineTTL != 15*time.Minute {
+	if d.Response.RevokeQuorum != 2 || d.Response.QuarantineTTL != 15*time.Minute || d.Response.ThrottleRate != 0.5 ||
+		d.Response.ThrottleBurst != 3 || d.Response.ThrottleTTL != 5*time.Minute {
 		t.Errorf("response = %+v", d.Response)
 	}
 }
@@ -86,8 +90,62 @@ func TestMissingKeysKeepDefaults(t *testing.T) {
 	}
 	want := Default()
 	want.Response.QuarantineTTL = time.Hour
+	want.Response.ThrottleTTL = time.Hour // throttle_ttl follows quarantine_ttl unless given
 	if !reflect.DeepEqual(d, want) {
 		t.Errorf("got %+v, want %+v", d, want)
+	}
+}
+
+func TestThrottleFields(t *testing.T) {
+	for _, c := range []struct {
+		in    string
+		rate  float64
+		burst int
+		ttl   time.Duration
+	}{
+		{"", 1, 5, 15 * time.Minute},
+		{"response: {throttle_rate: 2}", 2, 5, 15 * time.Minute},
+		{"response: {throttle_rate: 0.5/s, throttle_burst: 1}", 0.5, 1, 15 * time.Minute},
+		{"response: {throttle_rate: 600/h}", 600.0 / 3600, 5, 15 * time.Minute},
+		{"response: {throttle_rate: 1/h}", MinThrottleRate, 5, 15 * time.Minute},
+		{"response: {throttle_rate: 10000/s}", MaxThrottleRate, 5, 15 * time.Minute},
+		{"response: {quarantine_ttl: 2h}", 1, 5, 2 * time.Hour},
+		{"response: {quarantine_ttl: 2h, throttle_ttl: 90s}", 1, 5, 90 * time.Second},
+		{"response: {throttle_ttl: 90s, quarantine_ttl: 2h}", 1, 5, 90 * time.Second},
+	} {
+		d, err := Parse([]byte(c.in))
+		if err != nil {
+			t.Fatalf("%q: %v", c.in, err)
+		}
+		r := d.Response
+		if r.ThrottleRate != c.rate || r.ThrottleBurst != c.burst || r.ThrottleTTL != c.ttl {
+			t.Errorf("%q: rate %v burst %d ttl %s; want %v %d %s", c.in, r.ThrottleRate, r.ThrottleBurst, r.ThrottleTTL, c.rate, c.burst, c.ttl)
+		}
+		d2, err := Parse(d.Canonical())
+		if err != nil || !reflect.DeepEqual(d, d2) {
+			t.Errorf("%q: canonical round trip: %v\n%s", c.in, err, d.Canonical())
+		}
+	}
+}
+
+func TestRateFormat(t *testing.T) {
+	for in, want := range map[string]string{"1/s": "1/s", "2": "2/s", "30/m": "30/m", "0.5/s": "30/m", "6/m": "6/m",
+		"1/h": "1/h", "600/h": "10/m", "90/min": "90/m", "0.7": "42/m", "0.007": "0.007/s"} {
+		r, err := ParseRate(in)
+		if err != nil {
+			t.Fatalf("%s: %v", in, err)
+		}
+		if got := FormatRate(r); got != want {
+			t.Errorf("FormatRate(ParseRate(%q)) = %q, want %q", in, got, want)
+		}
+		if back, err := ParseRate(FormatRate(r)); err != nil || back != r {
+			t.Errorf("%s: %q reads back %v, %v; want %v", in, FormatRate(r), back, err, r)
+		}
+	}
+	for _, in := range []string{"", "/s", "fast", "1/d", "-1/s", "0/s", "NaN", "Inf/s", "1e999/s"} {
+		if r, err := ParseRate(in); err == nil {
+			t.Errorf("%q accepted as %v", in, r)
+		}
 	}
 }
 
@@ -153,6 +211,18 @@ func TestParseErrors(t *testing.T) {
 		{"revoke quorum not int", "response:\n  revoke_quorum: two\n", []string{`line 2: response.revoke_quorum: want a whole number, got "two"`}},
 		{"share threshold", "threat_detection:\n  share_threshold: 1.5\n", []string{"line 2: threat_detection.share_threshold: must be in (0, 1], got 1.5"}},
 		{"escalate_after", "response:\n  escalate_after: 0\n", []string{"line 2: response.escalate_after: must be at least 1, got 0"}},
+		{"throttle_rate unit", "response:\n  throttle_rate: 5/d\n", []string{`line 2: response.throttle_rate: "5/d": rate unit "d", want /s, /m or /h`}},
+		{"throttle_rate word", "response:\n  throttle_rate: fast\n", []string{`line 2: response.throttle_rate: "fast" is not a rate such as 1/s, 30/m or 600/h`}},
+		{"throttle_rate zero", "response:\n  throttle_rate: 0/s\n", []string{`line 2: response.throttle_rate: "0/s" must be positive`}},
+		{"throttle_rate list", "response:\n  throttle_rate: [1]\n", []string{"line 2: response.throttle_rate: want a rate such as 1/s, 30/m or 600/h, got a list"}},
+		{"throttle_rate too slow", "response:\n  throttle_rate: 1/d\n", []string{"line 2: response.throttle_rate"}},
+		{"throttle_rate below 1/h", "response:\n  throttle_rate: 0.5/h\n", []string{"line 2: response.throttle_rate: must be between 1/h and 10000/s, got 0.000138"}},
+		{"throttle_rate too fast", "response:\n  throttle_rate: 20000/s\n", []string{"line 2: response.throttle_rate: must be between 1/h and 10000/s, got 20000/s"}},
+		{"throttle_burst zero", "response:\n  throttle_burst: 0\n", []string{"line 2: response.throttle_burst: must be in 1..10000, got 0"}},
+		{"throttle_burst big", "response:\n  throttle_burst: 10001\n", []string{"line 2: response.throttle_burst: must be in 1..10000, got 10001"}},
+		{"throttle_burst not int", "response:\n  throttle_burst: 2.5\n", []string{`line 2: response.throttle_burst: want a whole number, got "2.5"`}},
+		{"throttle_ttl zero", "response:\n  throttle_ttl: 0s\n", []string{`line 2: response.throttle_ttl: must be a positive duration, got "0s"`}},
+		{"throttle_ttl bad", "response:\n  throttle_ttl: soon\n", []string{`line 2: response.throttle_ttl: want a duration such as 30s, 5m or 1h, got "soon"`}},
 		{"ladder order", "response:\n  ladder: [alert, revoke, quarantine]\n",
 			[]string{`line 2: response.ladder[2]: "quarantine" is out of order or repeated`}},
 		{"ladder unknown", "response:\n  ladder: [alert, page]\n", []string{`line 2: response.ladder[1]: unknown action "page"`}},
@@ -216,9 +286,11 @@ func TestTooLarge(t *testing.T) {
 func TestValidateBuiltDocument(t *testing.T) {
 	d := Default()
 	d.Response.RevokeQuorum = 0
+	d.Response.ThrottleRate, d.Response.ThrottleBurst, d.Response.ThrottleTTL = 0, 0, 0
 	d.Monitoring.Policies = append(d.Monitoring.Policies, Rule{Metric: "threads", Threshold: Threshold{5, UnitNone}, For: -time.Second, Action: "nap"})
 	err := d.Validate()
-	for _, w := range []string{"monitoring.policies[0].for", `unknown action "nap"`, "response.revoke_quorum"} {
+	for _, w := range []string{"monitoring.policies[0].for", `unknown action "nap"`, "response.revoke_quorum",
+		"response.throttle_rate: must be between 1/h and 10000/s, got 0/s", "response.throttle_burst", "response.throttle_ttl"} {
 		if err == nil || !strings.Contains(err.Error(), w) {
 			t.Errorf("Validate: %v, want %q", err, w)
 		}

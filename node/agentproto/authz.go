@@ -20,6 +20,7 @@ const (
 	CodeNoHandler              = "no_handler"              // the destination has no handler for the capability
 	CodeHandlerError           = "handler_error"           // the destination's handler returned an error
 	CodeMsgUnavailable         = "unavailable"             // the node has no registry view yet
+	CodeThrottled              = "throttled"               // the sender is throttled (Router.Throttle) and beyond its rate
 )
 
 // ValidateAction checks a capability named in a message: 1..MaxCapabilityLen bytes, no ':'

@@ -24,6 +24,10 @@
 //   - Authorize is the capability rule, a pure function; the Router runs it at the sender's node
 //     and again at the destination's node, and records every message, refusal and event
 //     (RouterConfig.Record, a node/telemetry buffer).
+//   - Router.Throttle (the throttle step of the collective response) gives an agent a token
+//     bucket at its node; a send beyond it is refused with CodeThrottled before any other check,
+//     and the agent stays attached. A throttle ends at its until, on Unthrottle, or when the
+//     agent is revoked or quarantined (CutOff); at most RouterConfig.MaxThrottled are held.
 //
 // Agent side:
 //

@@ -24,6 +24,8 @@ var (
 	ErrBadSignature = errors.New("bad signature")
 	// ErrChallengeFailed: the agent did not answer a challenge in time or correctly.
 	ErrChallengeFailed = errors.New("challenge failed")
+	// ErrInvalidArgument: a method argument is out of bounds (Router.Throttle).
+	ErrInvalidArgument = errors.New("invalid argument")
 	// ErrInvalidConfig: a Config field has a bad value.
 	ErrInvalidConfig = errors.New("invalid config")
 	// ErrClosed: the server is closed.

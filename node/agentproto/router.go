@@ -34,6 +34,9 @@ type RouterConfig struct {
 	LocateTimeout time.Duration
 	// IdleTimeout closes a messaging stream that carries no request for this long. Default 5 min.
 	IdleTimeout time.Duration
+	// MaxThrottled bounds the agents throttled at once (Router.Throttle); when full, expired
+	// throttles go first, then the one that ends first. Default DefaultMaxThrottled (65536).
+	MaxThrottled int
 	// Nodes returns the other admitted nodes (with addresses, if known) a destination is
 	// looked up on. Default: the nodes of the current View, at the addresses the host knows.
 	Nodes func() []peer.AddrInfo
@@ -48,7 +51,7 @@ type RouterConfig struct {
 // DefaultRouterConfig returns the defaults above.
 func DefaultRouterConfig() RouterConfig {
 	return RouterConfig{MaxBody: MaxBodySize, DeliverTimeout: 10 * time.Second, LocateTimeout: 2 * time.Second,
-		IdleTimeout: 5 * time.Minute, Now: time.Now, Logger: slog.Default(), Record: func(telemetry.Record) {}}
+		IdleTimeout: 5 * time.Minute, MaxThrottled: DefaultMaxThrottled, Now: time.Now, Logger: slog.Default(), Record: func(telemetry.Record) {}}
 }
 
 // Validate checks the caps and durations and that the clock, logger and Record are set.
@@ -62,6 +65,8 @@ func (c RouterConfig) Validate() error {
 		return fmt.Errorf("agentproto: locate_timeout: must be > 0, got %s: %w", c.LocateTimeout, ErrInvalidConfig)
 	case c.IdleTimeout <= 0:
 		return fmt.Errorf("agentproto: idle_timeout: must be > 0, got %s: %w", c.IdleTimeout, ErrInvalidConfig)
+	case c.MaxThrottled < 1 || c.MaxThrottled > 1<<24:
+		return fmt.Errorf("agentproto: max_throttled: must be 1..%d, got %d: %w", 1<<24, c.MaxThrottled, ErrInvalidConfig)
 	case c.Now == nil || c.Logger == nil || c.Record == nil:
 		return fmt.Errorf("agentproto: now, logger and record must be set: %w", ErrInvalidConfig)
 	}
@@ -85,6 +90,8 @@ type Router struct {
 	missing  map[peer.ID]time.Time // destination agent → when a locate last found it nowhere
 
 	names atomic.Pointer[nameIndex]
+
+	throttled *throttles // agents whose sends the node's response limits
 
 	done      chan struct{} // closed by Close: stops refreshLoop
 	wg        sync.WaitGroup
@@ -171,7 +178,7 @@ func NewRouter(srv *Server, cfg RouterConfig) (*Router, error) {
 	r := &Router{srv: srv, cfg: cfg, prefix: hex.EncodeToString(pfx[:]) + "-",
 		deliver: NewPool(h, DeliverProtocol, true), relay: NewPool(h, RelayProtocol, false),
 		locate: NewPool(h, LocateProtocol, false), sessions: map[peer.ID]*session{}, where: map[peer.ID]peer.ID{},
-		missing: map[peer.ID]time.Time{}}
+		missing: map[peer.ID]time.Time{}, throttled: newThrottles(cfg.MaxThrottled)}
 	if r.cfg.Nodes == nil {
 		r.cfg.Nodes = r.viewNodes
 	}
@@ -232,6 +239,10 @@ func (r *Router) AttachedCount() int {
 // session. Wire it to enforce.Config.BeforeCut: it waits for the agent to read the notice (one
 // round trip), at most 2 × noticeWait (20 ms) for an agent that does not answer.
 func (r *Router) CutOff(p peer.ID, why enforce.Reason) {
+	switch why {
+	case enforce.ReasonRevoked, enforce.ReasonQuarantined, enforce.ReasonUnknown:
+		r.throttled.remove(p) // superseded: the agent is cut off anyway
+	}
 	r.mu.Lock()
 	s := r.sessions[p]
 	delete(r.sessions, p)
@@ -248,6 +259,35 @@ func (r *Router) CutOff(p peer.ID, why enforce.Reason) {
 	s.close(&Notice{Code: why.String(), Reason: reason})
 	r.deliver.Forget(p)
 }
+
+// Throttle limits the sends of agent p at this node to rate messages per second, with bursts of
+// up to burst, until until (a response decision). Excess sends are refused with CodeThrottled
+// before anything else is done for them; p stays attached. Calling it again renews the
+// throttle (what is left in the bucket is kept); an until not after now lifts it. A revocation
+// or quarantine of p (CutOff) supersedes it. At most RouterConfig.MaxThrottled agents are
+// throttled: beyond, the one whose throttle ends first is dropped (logged).
+func (r *Router) Throttle(p peer.ID, rate float64, burst int, until time.Time) error {
+	now := r.cfg.Now()
+	evicted, err := r.throttled.set(p, rate, burst, until, now)
+	if err != nil || !until.After(now) {
+		return err
+	}
+	if evicted != "" {
+		r.cfg.Logger.Warn("agentproto: throttle table full: the throttle ending first was dropped",
+			"dropped", evicted, "max", r.cfg.MaxThrottled)
+	}
+	r.cfg.Logger.Debug("agentproto: agent throttled", "peer", p, "rate", rate, "burst", burst, "until", until)
+	return nil
+}
+
+// Unthrottle lifts p's throttle; it reports whether one was running.
+func (r *Router) Unthrottle(p peer.ID) bool { return r.throttled.remove(p) }
+
+// Throttled returns p's running throttle.
+func (r *Router) Throttled(p peer.ID) (ThrottleState, bool) { return r.throttled.get(p, r.cfg.Now()) }
+
+// ThrottledCount is the number of agents throttled now (it drops the throttles that ended).
+func (r *Router) ThrottledCount() int { return r.throttled.prune(r.cfg.Now()) }
 
 func (r *Router) handleSession(st network.Stream) {
 	p := st.Conn().RemotePeer()
@@ -373,7 +413,20 @@ func (r *Router) onSend(p peer.ID, m Message) Message {
 	}
 	rec := telemetry.Record{Time: start, AgentID: p.String(), Kind: telemetry.KindSend, Action: send.Capability,
 		Peer: send.To, Bytes: len(send.Body)}
-	answer := r.send(p, send, start, &rec)
+	var answer Message
+	// The throttle comes first: a throttled agent's excess sends cost the node nothing more.
+	if ok, th, wait := r.throttled.allow(p, start); ok {
+		answer = r.send(p, send, start, &rec)
+	} else {
+		if v := r.srv.views.Current(); v != nil {
+			if a, ok := v.Agent(p); ok {
+				rec.Agent = a.Name
+			}
+		}
+		answer = refusal(CodeThrottled, HopSenderNode, throttleRule(th), fmt.Sprintf(
+			"the node's response throttles this agent to %s msg/s (burst %d): the next send is allowed in %s",
+			strconv.FormatFloat(th.Rate, 'g', 4, 64), th.Burst, max(wait.Round(time.Millisecond), time.Millisecond)))
+	}
 	rec.Time = r.cfg.Now()
 	rec.Latency = rec.Time.Sub(start)
 	if ref, ok := answer.(*MsgRefusal); ok {

@@ -43,6 +43,8 @@ type Decision struct {
 	Signals           int       `json:"signals,omitempty"`
 	MaxScore          float64   `json:"max_score,omitempty"`
 	Until             time.Time `json:"until,omitzero"` // end of a throttle or quarantine
+	Rate              float64   `json:"rate,omitempty"`  // a throttle: messages per second allowed
+	Burst             int       `json:"burst,omitempty"` // a throttle: messages allowed at once
 	Escalated         bool      `json:"escalated,omitempty"`
 	DryRun            bool      `json:"dry_run,omitempty"`
 	EvidenceReporters []string  `json:"evidence_reporters,omitempty"` // peer IDs (revoke)
