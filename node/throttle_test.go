@@ -12,9 +12,9 @@ import (
 	"github.com/vigil-mesh/vigil/agent"
 	"github.com/vigil-mesh/vigil/agent/monitor"
 	"github.com/vigil-mesh/vigil/gossip/response"
-	"github.com/vigil-mesh/vigil/node/alerts"
 	"github.com/vigil-mesh/vigil/identity"
 	"github.com/vigil-mesh/vigil/node/agentproto"
+	"github.com/vigil-mesh/vigil/node/alerts"
 	"github.com/vigil-mesh/vigil/node/telemetry"
 )
 

@@ -42,7 +42,7 @@ type Decision struct {
 	Reporters         int       `json:"reporters,omitempty"` // distinct nodes whose signals counted
 	Signals           int       `json:"signals,omitempty"`
 	MaxScore          float64   `json:"max_score,omitempty"`
-	Until             time.Time `json:"until,omitzero"` // end of a throttle or quarantine
+	Until             time.Time `json:"until,omitzero"`  // end of a throttle or quarantine
 	Rate              float64   `json:"rate,omitempty"`  // a throttle: messages per second allowed
 	Burst             int       `json:"burst,omitempty"` // a throttle: messages allowed at once
 	Escalated         bool      `json:"escalated,omitempty"`
