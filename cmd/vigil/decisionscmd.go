@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/vigil-mesh/vigil/identity"
+	"github.com/vigil-mesh/vigil/identity/policy"
 	"github.com/vigil-mesh/vigil/node/admin/adminv1"
 	"github.com/vigil-mesh/vigil/node/alerts"
 )
@@ -167,6 +168,9 @@ func printDecisions(w io.Writer, ds []*adminv1.Decision) error {
 		}
 		if d.DryRun {
 			detail = append(detail, "dry-run")
+		}
+		if d.Rate > 0 {
+			detail = append(detail, fmt.Sprintf("%s burst %d", policy.FormatRate(d.Rate), d.Burst))
 		}
 		if d.Action == alerts.ActionLift {
 			detail = append(detail, fmt.Sprintf("lifted %s %s by %s: %q", d.Lifted, orDash(d.LiftedId), d.By, d.Reason))

@@ -70,7 +70,7 @@ func TestDecisionsCmd(t *testing.T) {
 	}
 	old := add(alerts.Decision{Agent: "planner-1", Action: "alert", Reporters: 1, Signals: 1, MaxScore: 0.9, Time: now.Add(-2 * time.Hour)})
 	q := add(alerts.Decision{Agent: "planner-1", Action: "quarantine", Reporters: 2, Signals: 2, MaxScore: 0.97, Time: now.Add(-time.Minute), Until: now.Add(time.Hour)})
-	th := add(alerts.Decision{Agent: "mailer", Action: "throttle", Reporters: 1, Signals: 3, Time: now.Add(-time.Minute), Until: now.Add(time.Hour)})
+	th := add(alerts.Decision{Agent: "mailer", Action: "throttle", Reporters: 1, Signals: 3, Time: now.Add(-time.Minute), Until: now.Add(time.Hour), Rate: 0.5, Burst: 4})
 	add(alerts.Decision{Agent: "gone", Action: "revoke", Reporters: 2, Signals: 2, Time: now, EvidenceReporters: []string{"12D3a", "12D3b"}})
 	flags := []string{"--socket", sock, "--key", keyPath}
 
@@ -78,6 +78,10 @@ func TestDecisionsCmd(t *testing.T) {
 	if code != exitOK || !strings.Contains(out, q.ID) || !strings.Contains(out, old.ID) || strings.Contains(out, "mailer") ||
 		strings.Index(out, q.ID) > strings.Index(out, old.ID) {
 		t.Fatalf("list --agent (newest first): %d %s", code, out)
+	}
+	out, code = runAdmin(t, append([]string{"decisions", "list", "--agent", "mailer"}, flags...)...)
+	if code != exitOK || !strings.Contains(out, th.ID) || !strings.Contains(out, "30/m burst 4") {
+		t.Fatalf("list --agent mailer shows the throttle's rate: %d %s", code, out)
 	}
 	out, code = runAdmin(t, append([]string{"decisions", "list", "--since", "1h", "--action", "quarantine", "-o", "json"}, flags...)...)
 	var resp struct {

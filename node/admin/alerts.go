@@ -141,7 +141,8 @@ func decisionPB(d alerts.Decision) *adminv1.Decision {
 	pb := &adminv1.Decision{Id: d.ID, Time: timestamppb.New(d.Time), Agent: d.Agent, AgentId: d.AgentID, Action: d.Action,
 		Reporters: uint32(max(d.Reporters, 0)), Signals: uint32(max(d.Signals, 0)), MaxScore: d.MaxScore,
 		Escalated: d.Escalated, DryRun: d.DryRun, EvidenceReporters: d.EvidenceReporters,
-		By: d.By, Reason: d.Reason, Lifted: d.Lifted, LiftedId: d.LiftedID}
+		By: d.By, Reason: d.Reason, Lifted: d.Lifted, LiftedId: d.LiftedID,
+		Rate: d.Rate, Burst: uint32(max(d.Burst, 0))}
 	if !d.Until.IsZero() {
 		pb.Until = timestamppb.New(d.Until)
 	}

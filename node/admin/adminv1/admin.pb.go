@@ -2135,10 +2135,13 @@ type Decision struct {
 	Time              *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=time,proto3" json:"time,omitempty"`                                                    // when the node took it
 	// A lift (action "lift"): who lifted (operator peer ID, or "local" for the Unix socket), why,
 	// the step it ended (throttle, quarantine) and the newest decision about the agent before it.
-	By            string `protobuf:"bytes,13,opt,name=by,proto3" json:"by,omitempty"`
-	Reason        string `protobuf:"bytes,14,opt,name=reason,proto3" json:"reason,omitempty"`
-	Lifted        string `protobuf:"bytes,15,opt,name=lifted,proto3" json:"lifted,omitempty"`
-	LiftedId      string `protobuf:"bytes,16,opt,name=lifted_id,json=liftedId,proto3" json:"lifted_id,omitempty"`
+	By       string `protobuf:"bytes,13,opt,name=by,proto3" json:"by,omitempty"`
+	Reason   string `protobuf:"bytes,14,opt,name=reason,proto3" json:"reason,omitempty"`
+	Lifted   string `protobuf:"bytes,15,opt,name=lifted,proto3" json:"lifted,omitempty"`
+	LiftedId string `protobuf:"bytes,16,opt,name=lifted_id,json=liftedId,proto3" json:"lifted_id,omitempty"`
+	// A throttle: the messages per second the agent may send, and how many at once.
+	Rate          float64 `protobuf:"fixed64,17,opt,name=rate,proto3" json:"rate,omitempty"`
+	Burst         uint32  `protobuf:"varint,18,opt,name=burst,proto3" json:"burst,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2283,6 +2286,20 @@ func (x *Decision) GetLiftedId() string {
 		return x.LiftedId
 	}
 	return ""
+}
+
+func (x *Decision) GetRate() float64 {
+	if x != nil {
+		return x.Rate
+	}
+	return 0
+}
+
+func (x *Decision) GetBurst() uint32 {
+	if x != nil {
+		return x.Burst
+	}
+	return 0
 }
 
 type ListDecisionsResponse struct {
@@ -2978,7 +2995,7 @@ const file_vigil_admin_v1_admin_proto_rawDesc = "" +
 	"\x05agent\x18\x01 \x01(\tR\x05agent\x12\x16\n" +
 	"\x06action\x18\x02 \x01(\tR\x06action\x120\n" +
 	"\x05since\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\x12\x14\n" +
-	"\x05limit\x18\x04 \x01(\rR\x05limit\"\xdd\x03\n" +
+	"\x05limit\x18\x04 \x01(\rR\x05limit\"\x87\x04\n" +
 	"\bDecision\x12\x14\n" +
 	"\x05agent\x18\x01 \x01(\tR\x05agent\x12\x19\n" +
 	"\bagent_id\x18\x02 \x01(\tR\aagentId\x12\x16\n" +
@@ -2996,7 +3013,9 @@ const file_vigil_admin_v1_admin_proto_rawDesc = "" +
 	"\x02by\x18\r \x01(\tR\x02by\x12\x16\n" +
 	"\x06reason\x18\x0e \x01(\tR\x06reason\x12\x16\n" +
 	"\x06lifted\x18\x0f \x01(\tR\x06lifted\x12\x1b\n" +
-	"\tlifted_id\x18\x10 \x01(\tR\bliftedId\"c\n" +
+	"\tlifted_id\x18\x10 \x01(\tR\bliftedId\x12\x12\n" +
+	"\x04rate\x18\x11 \x01(\x01R\x04rate\x12\x14\n" +
+	"\x05burst\x18\x12 \x01(\rR\x05burst\"c\n" +
 	"\x15ListDecisionsResponse\x126\n" +
 	"\tdecisions\x18\x01 \x03(\v2\x18.vigil.admin.v1.DecisionR\tdecisions\x12\x12\n" +
 	"\x04node\x18\x02 \x01(\tR\x04node\"\x13\n" +
