@@ -250,7 +250,10 @@ func TestBaselineConfigRefused(t *testing.T) {
 		"Baseline.Duration":    func(c *Config) { c.Baseline.Duration = 0 },
 		"Baseline.MaxActions":  func(c *Config) { c.Baseline.MaxActions = maxBaselineActions + 1 },
 		"TuneInterval":         func(c *Config) { c.TuneInterval = -time.Second },
-		"learns online":        func(c *Config) { m, _ := sequence.NewNGram(sequence.NGramConfig{N: 3, TopG: 9, Alpha: 0.5, Online: true, MaxContexts: 16}); c.Sequence, c.TuneInterval = m, time.Minute },
+		"learns online": func(c *Config) {
+			m, _ := sequence.NewNGram(sequence.NGramConfig{N: 3, TopG: 9, Alpha: 0.5, Online: true, MaxContexts: 16})
+			c.Sequence, c.TuneInterval = m, time.Minute
+		},
 		"cannot be fine-tuned": func(c *Config) { c.Sequence, c.TuneInterval = &transitions{}, time.Minute },
 	} {
 		cfg := DefaultConfig()
@@ -402,7 +405,7 @@ func TestSequenceFeedbackFineTunes(t *testing.T) {
 	}
 	fit(t, e, testLSTM(t))
 	odd := []string{"login", "write:a", "list:a", "read:a", "logout"} // known actions, out of order
-	score := func() float64 { // the session's total score under the current model
+	score := func() float64 {                                         // the session's total score under the current model
 		s, sum := e.seq.Start(), 0.0
 		for _, act := range odd {
 			sum += s.Observe(e.vocab.Add(act))
