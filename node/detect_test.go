@@ -11,6 +11,7 @@ import (
 	"connectrpc.com/connect"
 
 	"github.com/vigil-mesh/vigil/agent"
+	"github.com/vigil-mesh/vigil/detector/engine"
 	"github.com/vigil-mesh/vigil/identity"
 	"github.com/vigil-mesh/vigil/node/admin/adminv1"
 	"github.com/vigil-mesh/vigil/node/admin/client"
@@ -23,7 +24,7 @@ const detectPolicy = `monitoring:
 threat_detection:
   share_threshold: 0.9
   models:
-    - {type: anomaly_detection, algorithm: ngram, params: {online: true}}
+    - {type: anomaly_detection, algorithm: ngram, params: {online: true, baseline_sessions: 0}}
 `
 
 func listAlerts(t *testing.T, ac client.Client, req *adminv1.ListAlertsRequest) []*adminv1.Alert {
@@ -37,8 +38,8 @@ func listAlerts(t *testing.T, ac client.Client, req *adminv1.ListAlertsRequest) 
 	return resp.Msg.Alerts
 }
 
-// TestDetectAlertsEndToEnd: a policy with a cpu_usage rule and an online n-gram model is
-// applied; an SDK agent's metric event raises a rule alert seen through the admin API; a burst
+// TestDetectAlertsEndToEnd: a policy with a cpu_usage rule and an online n-gram model without
+// a baseline is applied; an SDK agent's metric event raises a rule alert seen through the admin API; a burst
 // of capabilities it never used raises a sequence alert; resolving it as a false positive
 // reaches the engine's feedback; alerts survive a node restart.
 func TestDetectAlertsEndToEnd(t *testing.T) {
@@ -268,4 +269,113 @@ func grepLines(s, sub string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// TestDetectLSTMBaselineEndToEnd: with an lstm policy and a baseline of 20 sessions, an agent's
+// first 20 sessions (separated by pauses longer than session_gap) are the baseline and raise no
+// sequence alert; the node fits the model off its telemetry path and says so on /metrics; then
+// a session with actions the agent never used raises a sequence:lstm alert through the admin
+// API. After a restart the fitted model is back at once (no new baseline) and still alerts.
+func TestDetectLSTMBaselineEndToEnd(t *testing.T) {
+	c := startE2ECluster(t, 1)
+	n := c.nodes[0]
+	c.propose(n, &identity.SetPolicy{Version: 1, Document: []byte(`threat_detection:
+  models:
+    - {type: anomaly_detection, algorithm: lstm, params: {hidden: 16, baseline_sessions: 20, session_gap: 300ms}}
+`)})
+	phase := func(n *Node) engine.Phase {
+		n.detect.mu.Lock()
+		defer n.detect.mu.Unlock()
+		if n.detect.version != 1 {
+			return engine.PhaseNone
+		}
+		return n.detect.eng.SequenceStatus().Phase
+	}
+	waitUntil(t, "detection to follow policy version 1, in its baseline", func() bool { return phase(n) == engine.PhaseBaseline })
+	caps := []string{"ask:planner", "tell:planner", "sum:planner", "del:planner", "fork:planner"}
+	pk := c.registerWith("planner", caps, nil)
+	planner := connectAgent(t, pk, n)
+	planner.Handle("", func(context.Context, agent.Message) error { return nil })
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	send := func(p *agent.Client, verbs ...string) {
+		t.Helper()
+		for _, v := range verbs {
+			if _, err := p.Send(ctx, "planner", v, []byte("x")); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	ac, err := client.Dial(n.AdminAddr().String(), n.ID().Peer(), c.op)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seqAlert := func(ac client.Client, since time.Time) *adminv1.Alert {
+		for _, a := range listAlerts(t, ac, &adminv1.ListAlertsRequest{Agent: "planner"}) {
+			if strings.HasPrefix(a.Model, "sequence:") && !a.Time.AsTime().Before(since) {
+				return a
+			}
+		}
+		return nil
+	}
+
+	start := time.Now()
+	for i := range 20 {
+		if i%2 == 0 {
+			send(planner, "ask", "tell", "sum")
+		} else {
+			send(planner, "ask", "sum", "tell", "sum")
+		}
+		time.Sleep(450 * time.Millisecond) // > session_gap: the session ends
+	}
+	waitUntil(t, "the baseline to complete and the model to be fitted", func() bool { return phase(n) == engine.PhaseFitted })
+	if a := seqAlert(ac, start.Add(-time.Second)); a != nil {
+		t.Fatalf("a sequence alert during the baseline: %+v", a)
+	}
+	resp, err := http.Get("http://" + n.HTTPAddr().String() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(body), `vigil_detect_sequence_phase{phase="fitted"} 1`) ||
+		!strings.Contains(string(body), `vigil_detect_sequence_phase{phase="baseline"} 0`) {
+		t.Fatalf("metrics lack the fitted phase:\n%s", grepLines(string(body), "vigil_detect_sequence_phase"))
+	}
+
+	// A normal session, then one with capabilities the agent holds but never used.
+	send(planner, "ask", "tell", "sum")
+	time.Sleep(450 * time.Millisecond)
+	odd := time.Now()
+	send(planner, "del", "fork")
+	var alert *adminv1.Alert
+	waitUntil(t, "a sequence:lstm alert on the unusual session", func() bool { alert = seqAlert(ac, odd.Add(-time.Millisecond)); return alert != nil })
+	if alert.Model != "sequence:lstm" || !strings.Contains(alert.Evidence, "del") {
+		t.Fatalf("alert: %+v", alert)
+	}
+	if a := seqAlert(ac, start.Add(-time.Second)); a.Id != alert.Id {
+		t.Fatalf("the normal session after the fit alerted: %+v", a)
+	}
+
+	// Restart: the fitted model is restored, not a new baseline, and still judges.
+	planner.Close()
+	c.stop(0)
+	n = c.start(0)
+	if p := phase(n); p != engine.PhaseFitted {
+		// The engine follows the replayed policy within a tick of the start.
+		waitUntil(t, "detection to follow policy version 1 after the restart", func() bool { return phase(n) != engine.PhaseNone })
+		if p = phase(n); p != engine.PhaseFitted {
+			t.Fatalf("after the restart the sequence model is in phase %s, want fitted", p)
+		}
+	}
+	ac, err = client.Dial(n.AdminAddr().String(), n.ID().Peer(), c.op)
+	if err != nil {
+		t.Fatal(err)
+	}
+	planner = connectAgent(t, pk, n)
+	defer planner.Close()
+	planner.Handle("", func(context.Context, agent.Message) error { return nil })
+	again := time.Now()
+	send(planner, "fork")
+	waitUntil(t, "a sequence:lstm alert after the restart", func() bool { return seqAlert(ac, again.Add(-time.Millisecond)) != nil })
 }

@@ -27,7 +27,7 @@ threat_detection:
 		t.Fatal(err)
 	}
 	var warned []string
-	cfg, seq, err := engineConfig(doc, func(msg string, args ...any) { warned = append(warned, msg) })
+	cfg, newSeq, err := engineConfig(doc, func(msg string, args ...any) { warned = append(warned, msg) })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,8 +41,14 @@ threat_detection:
 	if err != nil || v.Algorithm() != "rrcf" {
 		t.Fatalf("vector model: %v %v", v, err)
 	}
-	if seq == nil || seq.Algorithm() != "ngram" || cfg.Sequence != seq {
-		t.Fatalf("sequence model: %v", seq)
+	if cfg.Sequence == nil || cfg.Sequence.Algorithm() != "ngram" || newSeq == nil {
+		t.Fatalf("sequence model: %v", cfg.Sequence)
+	}
+	if fresh, err := newSeq(); err != nil || fresh == cfg.Sequence || fresh.Algorithm() != "ngram" {
+		t.Fatalf("the factory of models to fit: %v %v", fresh, err)
+	}
+	if cfg.Baseline != engine.DefaultBaselineConfig() || cfg.SessionGap != 5*time.Minute {
+		t.Fatalf("baseline %+v, session gap %v: want the defaults", cfg.Baseline, cfg.SessionGap)
 	}
 	// hst is a second vector model: skipped with a warning.
 	if len(warned) != 1 {
@@ -61,6 +67,48 @@ threat_detection:
 	}
 	if _, _, err := engineConfig(bad, func(string, ...any) {}); err == nil || !strings.Contains(err.Error(), "threat_detection.models[0]") {
 		t.Fatalf("bad params: %v", err)
+	}
+}
+
+// TestDetectSequenceParams: the sequence model's params set the engine's baseline, session gap
+// and fine-tuning; bad values are refused naming the field.
+func TestDetectSequenceParams(t *testing.T) {
+	parse := func(params string) (engine.Config, error) {
+		t.Helper()
+		doc, err := policy.Parse([]byte("threat_detection:\n  models:\n    - {type: anomaly_detection, algorithm: hst}\n" +
+			"    - {type: anomaly_detection, algorithm: lstm, params: {" + params + "}}\n"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg, _, err := engineConfig(doc, func(string, ...any) {})
+		return cfg, err
+	}
+	cfg, err := parse("hidden: 16, baseline_sessions: 20, baseline_min_sessions: 5, baseline_duration: 2h, baseline_actions: 5000, session_gap: 30s, tune_interval: 10m")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := engine.BaselineConfig{Sessions: 20, MinSessions: 5, Duration: 2 * time.Hour, MaxActions: 5000}
+	if cfg.Baseline != want || cfg.SessionGap != 30*time.Second || cfg.TuneInterval != 10*time.Minute || cfg.Sequence.Algorithm() != "lstm" {
+		t.Fatalf("baseline %+v gap %v tune %v", cfg.Baseline, cfg.SessionGap, cfg.TuneInterval)
+	}
+	if _, err := engine.New(cfg); err != nil {
+		t.Fatal(err)
+	}
+	for params, msg := range map[string]string{
+		"baseline_sessions: -1":       "threat_detection.models[1].params.baseline_sessions: -1 is not in 0..1000000",
+		"baseline_sessions: many":     "threat_detection.models[1].params.baseline_sessions: many is not an integer",
+		"baseline_min_sessions: 0":    "threat_detection.models[1].params.baseline_min_sessions: 0 is not in 1..1000000",
+		"baseline_duration: 0s":       "threat_detection.models[1].params.baseline_duration: 0s is not a positive duration",
+		"baseline_duration: 3":        "threat_detection.models[1].params.baseline_duration: 3 is not a duration",
+		"baseline_actions: 100000000": "threat_detection.models[1].params.baseline_actions: 100000000 is not in 1..10000000",
+		"session_gap: -1m":            "threat_detection.models[1].params.session_gap: -1m is not a positive duration",
+		"tune_interval: soon":         "threat_detection.models[1].params.tune_interval: soon is not a duration",
+		"baseline_sessions: 0":        "threat_detection.models[1].params.baseline_sessions: 0 (no baseline) needs a model that learns online",
+		"hidden: 0":                   "threat_detection.models[1]: lstm: sequence: invalid config: Hidden=0",
+	} {
+		if _, err := parse(params); err == nil || !strings.Contains(err.Error(), msg) {
+			t.Errorf("%s: %v, want %q", params, err, msg)
+		}
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/vigil-mesh/vigil/detector"
+	"github.com/vigil-mesh/vigil/detector/engine"
 	"github.com/vigil-mesh/vigil/detector/multivar"
 )
 
@@ -182,5 +183,29 @@ func TestSequenceEntries(t *testing.T) {
 	}
 	if _, err := NewSequence("ngram", map[string]any{"no_such_param": 1}); err == nil {
 		t.Fatal("unknown ngram param accepted")
+	}
+}
+
+// TestSplitSequenceParams: the engine's params are taken out (any spelling), the model's are
+// left for NewSequence, and a bad value leaves the config unchanged.
+func TestSplitSequenceParams(t *testing.T) {
+	cfg := engine.DefaultConfig()
+	rest, err := SplitSequenceParams(map[string]any{"baselineSessions": "30", "session-gap": "2m", "top_g": 3, "online": true}, &cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Baseline.Sessions != 30 || cfg.SessionGap != 2*time.Minute || len(rest) != 2 || rest["top_g"] != 3 {
+		t.Fatalf("cfg %+v gap %v rest %v", cfg.Baseline, cfg.SessionGap, rest)
+	}
+	if _, err := NewSequence("ngram", rest); err != nil {
+		t.Fatal(err)
+	}
+	before := cfg
+	if _, err := SplitSequenceParams(map[string]any{"baseline_sessions": 10, "baseline_actions": 0}, &cfg); err == nil ||
+		err.Error() != "baseline_actions: 0 is not in 1..10000000" {
+		t.Fatalf("bad value: %v", err)
+	}
+	if cfg.Baseline != before.Baseline {
+		t.Fatal("a refused split changed the config")
 	}
 }

@@ -4,10 +4,13 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"runtime"
+	"slices"
 	"testing"
 	"time"
 
+	"github.com/vigil-mesh/vigil/detector"
 	"github.com/vigil-mesh/vigil/detector/rules"
+	"github.com/vigil-mesh/vigil/detector/sequence"
 )
 
 func benchRecords(n, agents int) []Record {
@@ -120,4 +123,152 @@ func BenchmarkEngine10kAgents(b *testing.B) {
 	b.Run("default-250-intervals", func(b *testing.B) { run(b, true, 250) })
 	b.Run("default-300-intervals", func(b *testing.B) { run(b, true, 300) })
 	b.Run("baseline-rules-only-40-intervals", func(b *testing.B) { run(b, false, 40) })
+}
+
+// agentSessions makes n sessions of agent-like work: 12 task shapes over 40 tools (a third of
+// them with one step swapped or dropped), 4 to 14 actions each, as engine action ids.
+func agentSessions(n int, seed uint64) [][]detector.Action {
+	rng := rand.New(rand.NewPCG(seed, 9))
+	shapes := make([][]detector.Action, 12)
+	for i := range shapes {
+		s := make([]detector.Action, 4+rng.IntN(11))
+		for j := range s {
+			s[j] = detector.Action(1 + rng.IntN(40))
+		}
+		shapes[i] = s
+	}
+	out := make([][]detector.Action, n)
+	for i := range out {
+		s := slices.Clone(shapes[rng.IntN(len(shapes))])
+		switch rng.IntN(6) {
+		case 0:
+			j := rng.IntN(len(s) - 1)
+			s[j], s[j+1] = s[j+1], s[j]
+		case 1:
+			j := rng.IntN(len(s))
+			s = slices.Delete(s, j, j+1)
+		}
+		out[i] = s
+	}
+	return out
+}
+
+func benchSeqModel(b *testing.B, alg string) detector.SequenceModel {
+	var (
+		m   detector.SequenceModel
+		err error
+	)
+	if alg == "lstm" {
+		m, err = sequence.NewLSTM(sequence.DefaultLSTMConfig())
+	} else {
+		m, err = sequence.NewNGram(sequence.DefaultNGramConfig())
+	}
+	if err != nil {
+		b.Fatal(err)
+	}
+	return m
+}
+
+// BenchmarkBaselineFit measures fitting a fresh model (default config) on a baseline of 200
+// and 2,000 sessions, as the node does off its telemetry path once the baseline is complete.
+func BenchmarkBaselineFit(b *testing.B) {
+	for _, alg := range []string{"ngram", "lstm"} {
+		for _, n := range []int{200, 2000} {
+			ss := agentSessions(n, 1)
+			b.Run(fmt.Sprintf("%s/%d", alg, n), func(b *testing.B) {
+				for i := 0; i < b.N; i++ {
+					if err := benchSeqModel(b, alg).Fit(ss); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+	}
+}
+
+// BenchmarkSequenceScore measures one Event through the engine after the fit (1,000 agents,
+// each in its own session of the 2,000-session baseline's shapes): the engine without a
+// sequence model (baseline), with the fitted n-gram, with the fitted LSTM, and the LSTM's
+// fine-tuning on one session (an operator's false positive).
+func BenchmarkSequenceScore(b *testing.B) {
+	ss := agentSessions(2000, 1)
+	test := agentSessions(4000, 2)
+	names := make([]string, 42)
+	for i := range names {
+		names[i] = fmt.Sprintf("tool:%02d", i)
+	}
+	var rs []Record
+	at := int64(0)
+	for i, s := range test {
+		agent := fmt.Sprintf("agent-%04d", i%1000)
+		for _, a := range s {
+			at += int64(time.Millisecond)
+			rs = append(rs, Record{Agent: agent, Time: at, Kind: Event, Action: names[a], Session: fmt.Sprint(i)})
+		}
+	}
+	for _, alg := range []string{"none", "ngram", "lstm"} {
+		b.Run(alg, func(b *testing.B) {
+			cfg := DefaultConfig()
+			cfg.Vector = nil
+			if alg != "none" {
+				cfg.Sequence = benchSeqModel(b, alg)
+			}
+			e, err := New(cfg)
+			if err != nil {
+				b.Fatal(err)
+			}
+			for _, n := range names {
+				e.vocab.Add(n) // tool:NN has id NN+1, as in the fitted sessions' shapes
+			}
+			if alg != "none" {
+				m := benchSeqModel(b, alg)
+				if err := m.Fit(ss); err != nil {
+					b.Fatal(err)
+				}
+				e.phase, e.base.taken = PhaseFitting, true
+				if err := e.FitDone(m); err != nil {
+					b.Fatal(err)
+				}
+			}
+			var out []Alert
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				r := rs[i%len(rs)]
+				r.Time += int64(i/len(rs)) * at
+				out, _ = e.Observe(r, out[:0])
+			}
+		})
+	}
+	b.Run("lstm-feedback", func(b *testing.B) {
+		m := benchSeqModel(b, "lstm").(*sequence.LSTM)
+		if err := m.Fit(ss); err != nil {
+			b.Fatal(err)
+		}
+		for i := 0; i < b.N; i++ {
+			if err := m.Feedback(test[i%len(test)]); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// BenchmarkSequenceModelMemory reports the heap a fitted shared model takes (default config,
+// the 2,000-session baseline), against which one model per agent would be multiplied.
+func BenchmarkSequenceModelMemory(b *testing.B) {
+	ss := agentSessions(2000, 1)
+	for _, alg := range []string{"ngram", "lstm"} {
+		b.Run(alg, func(b *testing.B) {
+			var bytes uint64
+			for i := 0; i < b.N; i++ {
+				before := heap()
+				m := benchSeqModel(b, alg)
+				if err := m.Fit(ss); err != nil {
+					b.Fatal(err)
+				}
+				bytes = heap() - before
+				runtime.KeepAlive(m)
+			}
+			b.ReportMetric(float64(bytes)/1024, "KiB/model")
+		})
+	}
 }

@@ -15,25 +15,24 @@ const (
 	maxThresholds      = 1100
 )
 
-// Checkpoint returns one agent's whole detector state: rule progress, vocabulary, metric and
-// vector models, the open feature interval, alert edges and thresholds raised by feedback.
+// Checkpoint returns one agent's whole detector state: rule progress, metric and vector
+// models, the open feature interval, alert edges and thresholds raised by feedback.
 // Not included: the agent's capabilities (they come from the registry: call SetCapabilities
-// after Restore) and an action session in progress (detector.Session has no checkpoint, so
-// the first Event after a restore starts a new session).
+// after Restore), an action session in progress (detector.Session has no checkpoint, so the
+// first Event after a restore starts a new session) and the sessions kept for feedback; the
+// shared vocabulary, sequence model and baseline are in CheckpointSequence.
 func (e *Engine) Checkpoint(agentID string) ([]byte, error) {
 	a, ok := e.agents[agentID]
 	if !ok {
 		return nil, fmt.Errorf("engine: checkpoint of unknown agent %q", agentID)
 	}
 	var w wire.Writer
-	w.Header("VAGT", 1)
+	w.Header("VAGT", agentVersion)
 	w.Bool(a.rules != nil)
 	if a.rules != nil {
 		b, _ := a.rules.MarshalBinary()
 		w.Blob(b)
 	}
-	vb, _ := a.vocab.MarshalBinary()
-	w.Blob(vb)
 	w.Bool(a.seq.above)
 	w.U32(uint32(len(a.metrics)))
 	for _, m := range a.metrics {
@@ -97,7 +96,12 @@ func (e *Engine) Restore(agentID string, data []byte) error {
 		return err
 	}
 	r := wire.NewReader(data)
-	r.Header("VAGT", 1)
+	// Version 1 held a per-agent vocabulary, now shared (CheckpointSequence): read past it.
+	version := uint8(agentVersion)
+	if len(data) > 4 && data[4] == 1 {
+		version = 1
+	}
+	r.Header("VAGT", version)
 	hasRules := r.Bool()
 	if r.Err() == nil && hasRules != (a.rules != nil) {
 		return fail("checkpoint has rules=%v, the engine has rules=%v", hasRules, a.rules != nil)
@@ -107,8 +111,8 @@ func (e *Engine) Restore(agentID string, data []byte) error {
 			return err
 		}
 	}
-	if err := a.vocab.UnmarshalBinary(r.Blob("vocabulary", maxModelCheckpoint)); r.Err() == nil && err != nil {
-		return err
+	if version == 1 {
+		r.Blob("vocabulary", maxModelCheckpoint)
 	}
 	a.seq.above = r.Bool()
 	n := r.U32()
@@ -195,7 +199,130 @@ func (e *Engine) Restore(agentID string, data []byte) error {
 	}
 	if old != nil {
 		a.caps = old.caps
+		e.dropOpen(old)
 	}
 	e.agents[agentID] = a
+	return nil
+}
+
+// agentVersion is the version of Checkpoint's format.
+const agentVersion = 2
+
+// CheckpointSequence returns the state of the engine's sequence model: the shared vocabulary,
+// the phase, the baseline collected so far (or complete and waiting for its fit) and, once
+// fitted, the model. Sessions in progress are not included (see Checkpoint). It must not be
+// called while the model handed to FitDone is still being changed elsewhere; the sessions of
+// TakeBaseline are only read. Error if the engine has no sequence model.
+func (e *Engine) CheckpointSequence() ([]byte, error) {
+	if e.phase == PhaseNone {
+		return nil, fmt.Errorf("engine: no sequence model to checkpoint")
+	}
+	var w wire.Writer
+	w.Header("VSEQ", 1)
+	w.String(e.cfg.Sequence.Algorithm())
+	w.U8(uint8(e.phase))
+	vb, _ := e.vocab.MarshalBinary()
+	w.Blob(vb)
+	w.Bool(e.base.started)
+	w.I64(e.base.start)
+	w.I64(e.base.latest)
+	w.U32(uint32(len(e.base.sessions)))
+	for _, s := range e.base.sessions {
+		w.U32s(s)
+	}
+	w.I64(e.tuned)
+	w.Bool(e.phase == PhaseFitted)
+	if e.phase == PhaseFitted {
+		b, err := e.seq.MarshalBinary()
+		if err != nil {
+			return nil, fmt.Errorf("engine: checkpoint of sequence model %s: %w", e.seq.Algorithm(), err)
+		}
+		w.Blob(b)
+	}
+	return w.Bytes(), nil
+}
+
+// RestoreSequence brings back a CheckpointSequence taken with the same sequence algorithm and
+// model shape. A baseline in progress continues under this engine's BaselineConfig (and is
+// complete at once if it already holds what that asks for); a complete one is reported by
+// PendingFit again; a fitted model scores from the next session of each agent. Refused,
+// changing nothing, when the checkpoint is corrupt, of another algorithm or shape, or in a
+// baseline while this engine has none.
+func (e *Engine) RestoreSequence(data []byte) error {
+	fail := func(format string, args ...any) error {
+		return fmt.Errorf("%w: sequence: %s", detector.ErrCheckpoint, fmt.Sprintf(format, args...))
+	}
+	if e.phase == PhaseNone {
+		return fail("the engine has no sequence model")
+	}
+	r := wire.NewReader(data)
+	r.Header("VSEQ", 1)
+	alg := r.String("sequence algorithm", 64)
+	if r.Err() == nil && alg != e.cfg.Sequence.Algorithm() {
+		return fail("checkpoint of %s, the engine runs %s", alg, e.cfg.Sequence.Algorithm())
+	}
+	phase := Phase(r.U8())
+	if r.Err() == nil && (phase < PhaseBaseline || phase > PhaseFitted) {
+		return fail("phase %d unknown", phase)
+	}
+	if r.Err() == nil && phase != PhaseFitted && e.cfg.Baseline.Sessions == 0 {
+		return fail("checkpoint is in its baseline (%s), the engine has no baseline", phase)
+	}
+	vocab, _ := detector.NewVocabulary(e.cfg.Vocabulary)
+	if vb := r.Blob("vocabulary", maxModelCheckpoint); r.Err() == nil {
+		if err := vocab.UnmarshalBinary(vb); err != nil {
+			return err
+		}
+	}
+	var b baseline
+	b.started, b.start, b.latest = r.Bool(), r.I64(), r.I64()
+	n := r.U32()
+	if r.Err() == nil && n > maxBaselineSessions {
+		return fail("%d baseline sessions, more than %d", n, maxBaselineSessions)
+	}
+	for i := 0; i < int(n) && r.Err() == nil; i++ {
+		s := r.U32s("baseline session", maxBaselineActions-b.held)
+		for _, id := range s {
+			if int(id) > vocab.Len() {
+				return fail("baseline session %d: action %d outside the vocabulary of %d", i, id, vocab.Len())
+			}
+		}
+		if r.Err() == nil && len(s) == 0 {
+			return fail("baseline session %d is empty", i)
+		}
+		b.sessions = append(b.sessions, s)
+		b.held += len(s)
+	}
+	if r.Err() == nil && phase == PhaseFitted && n > 0 {
+		return fail("a fitted model with %d baseline sessions", n)
+	}
+	tuned := r.I64()
+	hasModel := r.Bool()
+	if r.Err() == nil && hasModel != (phase == PhaseFitted) {
+		return fail("phase %s with model=%v", phase, hasModel)
+	}
+	var model []byte
+	if hasModel {
+		model = r.Blob("sequence model", maxModelCheckpoint)
+	}
+	if err := r.Done(); err != nil {
+		return fail("%v", err)
+	}
+	if hasModel {
+		// A fresh instance when the engine's own is already fitted and in use.
+		if err := e.cfg.Sequence.UnmarshalBinary(model); err != nil {
+			return fmt.Errorf("engine: sequence model %s: %w", alg, err)
+		}
+	}
+	// Sessions open now were numbered with the old vocabulary: they end unscored.
+	for _, a := range e.agents {
+		e.dropOpen(a)
+		a.flagged = nil
+	}
+	e.vocab, e.phase, e.base, e.tuned, e.seq = vocab, phase, b, tuned, nil
+	if hasModel {
+		e.seq = e.cfg.Sequence
+	}
+	e.checkComplete()
 	return nil
 }

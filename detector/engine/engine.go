@@ -107,12 +107,25 @@ type Config struct {
 	// MaxMetrics is how many distinct metric names get a model per agent; later names are
 	// seen by rules only. Default 8.
 	MaxMetrics int
-	// Sequence is a fitted sequence model shared by all agents (each agent has its own
-	// session); nil = none.
+	// Sequence is the sequence model shared by all agents (each agent has its own session);
+	// nil = none. With a Baseline (the default) it is a fresh model: the engine collects the
+	// baseline sessions, the caller fits a model on them (TakeBaseline, FitDone) and only then
+	// does the sequence model score. With Baseline.Sessions 0 it is used as given (fitted
+	// beforehand, or learning online from the first action).
 	Sequence detector.SequenceModel
-	// SessionGap ends an agent's session after this long without an Event. Default 5 min.
+	// Baseline says how long the sequence model's baseline period lasts (see BaselineConfig).
+	Baseline BaselineConfig
+	// SessionGap ends an agent's session after this long without an Event, in record time
+	// (checked when the agent's next Event arrives and by EndIdle). Default 5 min.
 	SessionGap time.Duration
-	// Vocabulary bounds each agent's action vocabulary.
+	// TuneInterval, when positive, fine-tunes the fitted sequence model on completed sessions
+	// that raised no sequence alert, at most one session per TuneInterval of record time
+	// (the model's Feedback on that session). 0 (default) = off: only sessions an operator marks
+	// a false positive fine-tune the model. Refused for a model that learns online by itself
+	// (an n-gram with Online).
+	TuneInterval time.Duration
+	// Vocabulary bounds the engine's action vocabulary, shared by all agents (a shared model
+	// needs one meaning per action id). Default 4,096 actions of ≤ 128 bytes.
 	Vocabulary detector.VocabularyConfig
 	// AlertThreshold is the score at which a model alerts, in (0,1]. Rules and capability
 	// checks alert when violated (score 1). Default 0.999: on ordinary synthetic traffic the
@@ -127,17 +140,20 @@ type Config struct {
 }
 
 // DefaultConfig returns no rules, a 10 s interval, HST over the features (defaults, seed 1),
-// no metric or sequence models, MaxMetrics 8, SessionGap 5 min, AlertThreshold 0.999 and
-// FeedbackStep 0.25.
+// no metric or sequence models, MaxMetrics 8, the default baseline, SessionGap 5 min, a shared
+// vocabulary of 4,096 actions, AlertThreshold 0.999 and FeedbackStep 0.25.
 func DefaultConfig() Config {
+	voc := detector.DefaultVocabularyConfig()
+	voc.MaxSize = 4096
 	return Config{
 		Interval: 10 * time.Second,
 		Vector: func() (detector.VectorModel, error) {
 			return multivar.NewHST(multivar.DefaultHSTConfig(len(Features)))
 		},
 		MaxMetrics:     8,
+		Baseline:       DefaultBaselineConfig(),
 		SessionGap:     5 * time.Minute,
-		Vocabulary:     detector.DefaultVocabularyConfig(),
+		Vocabulary:     voc,
 		AlertThreshold: 0.999,
 		FeedbackStep:   0.25,
 	}
@@ -152,6 +168,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("engine: MaxMetrics %d out of range [0, 1024]", c.MaxMetrics)
 	case c.SessionGap <= 0:
 		return fmt.Errorf("engine: SessionGap %v must be positive", c.SessionGap)
+	case c.TuneInterval < 0:
+		return fmt.Errorf("engine: TuneInterval %v is negative", c.TuneInterval)
 	case !(c.AlertThreshold > 0 && c.AlertThreshold <= 1):
 		return fmt.Errorf("engine: AlertThreshold %v out of range (0, 1]", c.AlertThreshold)
 	case !(c.FeedbackStep >= 0 && c.FeedbackStep < 1):
@@ -161,6 +179,17 @@ func (c Config) Validate() error {
 	}
 	if err := c.Vocabulary.Validate(); err != nil {
 		return fmt.Errorf("engine: Vocabulary: %w", err)
+	}
+	if err := c.Baseline.Validate(); err != nil {
+		return err
+	}
+	if c.TuneInterval > 0 && c.Sequence != nil {
+		if _, ok := c.Sequence.(sessionLearner); !ok {
+			return fmt.Errorf("engine: TuneInterval: sequence model %s cannot be fine-tuned on a session", c.Sequence.Algorithm())
+		}
+		if o, ok := c.Sequence.(onlineLearner); ok && o.LearnsOnline() {
+			return fmt.Errorf("engine: TuneInterval: sequence model %s already learns online from every action", c.Sequence.Algorithm())
+		}
 	}
 	return nil
 }
@@ -177,14 +206,34 @@ type Engine struct {
 	cfg    Config
 	agents map[string]*agent
 	res    []rules.Result // scratch
+
+	vocab *detector.Vocabulary   // action ids, shared by all agents (the model is shared)
+	seq   detector.SequenceModel // the model that scores (nil until fitted, or none)
+	phase Phase
+	base  baseline
+	tuned int64 // record time of the last fine-tuning on a normal session (TuneInterval)
 }
 
-// New returns an engine with no agents.
+// New returns an engine with no agents. With a sequence model and a baseline it starts in
+// the Baseline phase.
 func New(cfg Config) (*Engine, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	return &Engine{cfg: cfg, agents: make(map[string]*agent)}, nil
+	v, err := detector.NewVocabulary(cfg.Vocabulary)
+	if err != nil {
+		return nil, err
+	}
+	e := &Engine{cfg: cfg, agents: make(map[string]*agent), vocab: v, tuned: neverTuned}
+	switch {
+	case cfg.Sequence == nil:
+		e.phase = PhaseNone
+	case cfg.Baseline.Sessions == 0:
+		e.phase, e.seq = PhaseFitted, cfg.Sequence
+	default:
+		e.phase = PhaseBaseline
+	}
+	return e, nil
 }
 
 // source is one model's state for one agent.
@@ -209,13 +258,22 @@ type interval struct {
 }
 
 type agent struct {
-	id         string
-	rules      *rules.State
-	caps       *rules.Capabilities
-	vocab      *detector.Vocabulary
-	session    detector.Session
+	id    string
+	rules *rules.State
+	caps  *rules.Capabilities
+	// The agent's action session (baseline.go): open, its id, its last Event's time, its model
+	// session when it is scored, and its actions (all of them in the baseline; up to
+	// maxKeptActions after, for feedback and fine-tuning).
+	inSession  bool
 	sessionID  string
 	lastEvent  int64
+	session    detector.Session // nil when the open session is not scored
+	cur        []detector.Action
+	curStart   int64
+	curCut     bool // cur holds only the first maxKeptActions actions
+	curAlerted bool // the open session raised a sequence alert
+	collect    bool // the open session belongs to the baseline
+	flagged    []keptSession
 	seq        source
 	metrics    []metricSlot
 	vec        detector.VectorModel
@@ -228,8 +286,14 @@ type agent struct {
 // Agents is the number of agents with state.
 func (e *Engine) Agents() int { return len(e.agents) }
 
-// Forget drops an agent's state (e.g. after revocation).
-func (e *Engine) Forget(agentID string) { delete(e.agents, agentID) }
+// Forget drops an agent's state (e.g. after revocation), including what its open session
+// added to the baseline.
+func (e *Engine) Forget(agentID string) {
+	if a, ok := e.agents[agentID]; ok {
+		e.dropOpen(a)
+		delete(e.agents, agentID)
+	}
+}
 
 func (e *Engine) agent(id string) (*agent, error) {
 	if a, ok := e.agents[id]; ok {
@@ -239,11 +303,6 @@ func (e *Engine) agent(id string) (*agent, error) {
 	if e.cfg.Rules != nil {
 		a.rules = e.cfg.Rules.NewState()
 	}
-	v, err := detector.NewVocabulary(e.cfg.Vocabulary)
-	if err != nil {
-		return nil, err
-	}
-	a.vocab = v
 	if e.cfg.Vector != nil {
 		m, err := e.cfg.Vector()
 		if err != nil {
@@ -399,16 +458,7 @@ func (e *Engine) event(a *agent, r Record, out []Alert) []Alert {
 	if e.cfg.Sequence == nil {
 		return out
 	}
-	if a.session == nil || r.Session != a.sessionID || r.Time-a.lastEvent > int64(e.cfg.SessionGap) {
-		a.session, a.sessionID = e.cfg.Sequence.Start(), r.Session
-		a.seq.above = false
-	}
-	a.lastEvent = r.Time
-	id := a.vocab.Add(r.Action)
-	s := a.session.Observe(id)
-	return e.judge(a, &a.seq, r.Time, s, func() string {
-		return fmt.Sprintf("action %q in session %q", r.Action, r.Session)
-	}, out)
+	return e.sequence(a, r, out)
 }
 
 func (e *Engine) metric(a *agent, r Record, out []Alert) ([]Alert, error) {
@@ -507,7 +557,11 @@ func (e *Engine) Feedback(agentID string, alert Alert) error {
 	case a.vec != nil && alert.Model == a.vecSrc.name:
 		model = a.vec
 	case e.cfg.Sequence != nil && alert.Model == a.seq.name:
-		model = nil // the shared sequence model is not changed by one agent's feedback
+		// The operator's verdict fine-tunes the shared model on the session the alert came
+		// from, when the engine still holds it (baseline.go).
+		if err := e.sequenceFeedback(a, alert.Time); err != nil {
+			return err
+		}
 	default:
 		found := false
 		for i := range a.metrics {

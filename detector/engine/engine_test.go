@@ -212,7 +212,7 @@ func TestSequenceSessions(t *testing.T) {
 	m := &transitions{seen: map[[2]detector.Action]bool{}}
 	// The engine's vocabulary gives ids in order of first sight: read=1, write=2.
 	_ = m.Fit([][]detector.Action{{1, 2, 1, 2}})
-	e := newEngine(t, func(c *Config) { c.Vector = nil; c.Sequence = m })
+	e := newEngine(t, func(c *Config) { c.Vector = nil; c.Sequence = m; c.Baseline.Sessions = 0 })
 	var got []Alert
 	for i, act := range []string{"read", "write", "read", "write"} {
 		got = append(got, observe(t, e, Record{Agent: "a", Time: int64(i) * sec, Kind: Event, Action: act, Session: "s1"})...)

@@ -127,6 +127,9 @@ func NewLSTM(cfg LSTMConfig) (*LSTM, error) {
 // Algorithm returns "lstm".
 func (m *LSTM) Algorithm() string { return "lstm" }
 
+// LearnsOnline returns false: the LSTM learns only in Fit and Feedback.
+func (m *LSTM) LearnsOnline() bool { return false }
+
 // Vocabulary returns the number of actions the model knows.
 func (m *LSTM) Vocabulary() int { return m.k }
 

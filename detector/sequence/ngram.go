@@ -99,6 +99,9 @@ func NewNGram(cfg NGramConfig) (*NGram, error) {
 // Algorithm returns "ngram".
 func (m *NGram) Algorithm() string { return "ngram" }
 
+// LearnsOnline reports Config.Online: whether every scored action is also learned.
+func (m *NGram) LearnsOnline() bool { return m.cfg.Online }
+
 // Contexts returns the number of contexts stored (including the empty one).
 func (m *NGram) Contexts() int { return len(m.nodes) }
 
