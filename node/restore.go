@@ -30,8 +30,11 @@ type runningResponse struct {
 // runningResponses replays the stored decisions ds (as ListDecisions returns them, newest
 // first) in the order they were taken and returns, per agent key, the quarantine and throttle
 // still running at now, the way the gossip layer carried the decisions out:
-//   - a quarantine (not dry-run) starts or renews the agent's quarantine, to its Until, and ends
-//     a throttle (the cut-off supersedes it, Router.CutOff);
+//   - a quarantine (not dry-run) starts or renews the agent's quarantine, to its Until; one
+//     that starts it (none was running at its Time) cuts the agent off, which ends a throttle
+//     (Router.CutOff), while a renewal of a running quarantine cuts nothing and leaves the
+//     throttle. (At run time the cut-off also depends on the registry: an agent the registry
+//     itself held quarantined then kept its throttle, which the replay does not tell apart.)
 //   - a throttle (not dry-run) starts or renews the throttle with its Rate, Burst and Until;
 //     a quarantine still running goes on;
 //   - a lift ends both;
@@ -74,8 +77,10 @@ func runningResponses(ds []alerts.Decision, now time.Time) (out []runningRespons
 				problems = append(problems, fmt.Errorf("decision %s (quarantine of %q): no until", d.ID, d.Agent))
 				continue
 			}
+			if !r.QuarantineUntil.After(d.Time) { // starts a quarantine: the cut-off ends a throttle
+				r.Throttle, r.ThrottleID = agentproto.ThrottleSpec{}, ""
+			}
 			r.QuarantineUntil, r.QuarantineID = d.Until, d.ID
-			r.Throttle, r.ThrottleID = agentproto.ThrottleSpec{}, ""
 		case "throttle":
 			if d.Until.IsZero() || !(d.Rate >= agentproto.MinThrottleRate && d.Rate <= agentproto.MaxThrottleRate) ||
 				d.Burst < 1 || d.Burst > agentproto.MaxThrottleBurst {

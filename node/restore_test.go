@@ -27,12 +27,15 @@ import (
 func TestRunningResponses(t *testing.T) {
 	now := time.Date(2030, 1, 1, 12, 0, 0, 0, time.UTC)
 	keyA, keyB := newTestID(t), newTestID(t)
+	// Decisions are taken 10 minutes before now unless at() moves them.
+	taken := now.Add(-10 * time.Minute)
 	q := func(a identity.ID, until time.Duration) alerts.Decision {
-		return alerts.Decision{Agent: "a", AgentID: a.String(), Action: "quarantine", Until: now.Add(until)}
+		return alerts.Decision{Time: taken, Agent: "a", AgentID: a.String(), Action: "quarantine", Until: now.Add(until)}
 	}
 	th := func(a identity.ID, until time.Duration) alerts.Decision {
-		return alerts.Decision{Agent: "a", AgentID: a.String(), Action: "throttle", Until: now.Add(until), Rate: 0.5, Burst: 3}
+		return alerts.Decision{Time: taken, Agent: "a", AgentID: a.String(), Action: "throttle", Until: now.Add(until), Rate: 0.5, Burst: 3}
 	}
+	at := func(d alerts.Decision, ago time.Duration) alerts.Decision { d.Time = now.Add(-ago); return d }
 	other := func(a identity.ID, action string) alerts.Decision {
 		d := alerts.Decision{Agent: "a", AgentID: a.String(), Action: action}
 		if action == alerts.ActionLift {
@@ -64,6 +67,8 @@ func TestRunningResponses(t *testing.T) {
 		{"a throttle after a quarantine does not end it", []alerts.Decision{q(keyA, time.Minute), th(keyA, 2*time.Minute)}, want{keyA: "Q60 T120"}, 0},
 		{"a quarantine supersedes a throttle", []alerts.Decision{th(keyA, 2*time.Minute), q(keyA, time.Minute)}, want{keyA: "Q60"}, 0},
 		{"an ended quarantine still ended the throttle", []alerts.Decision{th(keyA, 2*time.Minute), q(keyA, -time.Second)}, want{}, 0},
+		{"a renewal of a running quarantine leaves the throttle", []alerts.Decision{at(q(keyA, time.Minute), 5*time.Minute), at(th(keyA, 3*time.Minute), 4*time.Minute), at(q(keyA, 2*time.Minute), 3*time.Minute)}, want{keyA: "Q120 T180"}, 0},
+		{"a quarantine after the last one ended ends the throttle", []alerts.Decision{at(q(keyA, -4*time.Minute), 5*time.Minute), at(th(keyA, 3*time.Minute), 4*time.Minute), at(q(keyA, 2*time.Minute), 3*time.Minute)}, want{keyA: "Q120"}, 0},
 		{"alert and revoke change nothing", []alerts.Decision{q(keyA, time.Minute), other(keyA, "alert"), other(keyA, "revoke")}, want{keyA: "Q60"}, 0},
 		{"dry run is not restored", []alerts.Decision{dry(q(keyA, time.Minute)), dry(th(keyB, time.Minute))}, want{}, 0},
 		{"a dry-run step does not supersede", []alerts.Decision{q(keyA, time.Minute), dry(q(keyA, 5*time.Minute))}, want{keyA: "Q60"}, 0},
