@@ -46,6 +46,7 @@ type gossipLayer struct {
 
 	revApplied, revAlready, revRefused, proposals, lifted atomic.Uint64
 	decided                                               [response.Revoke + 1]atomic.Uint64 // decisions that changed a step, by action
+	restored                                              [response.Revoke + 1]atomic.Uint64 // throttles and quarantines re-applied at start
 	done                                                  chan struct{}
 	wg                                                    sync.WaitGroup
 }
@@ -60,7 +61,9 @@ type GossipStats struct {
 	Mesh               map[gossip.Counter]uint64
 }
 
-func (n *Node) startGossip(cluster identity.ClusterID) error {
+// startGossip starts the gossip layer and re-arms the lift timers of the quarantines Start
+// restored (running).
+func (n *Node) startGossip(cluster identity.ClusterID, running []runningResponse) error {
 	cfg := n.cfg.Gossip
 	gc := gossip.DefaultConfig()
 	gc.ClusterID, gc.Key = cluster, n.key
@@ -106,6 +109,7 @@ func (n *Node) startGossip(cluster identity.ClusterID) error {
 	if l.agg, err = response.New(response.DefaultConfig()); err != nil {
 		return fmt.Errorf("node: response: %w", err)
 	}
+	l.restore(running)
 	gc.OnRevocation = l.onRevocation
 	gc.OnSignal = l.onSignal
 	if l.mesh, err = gossip.Start(gc); err != nil {
@@ -304,6 +308,42 @@ func (l *gossipLayer) recordLocked(d response.Decision, now time.Time) {
 func (l *gossipLayer) quarantineLocked(d response.Decision) bool {
 	p := d.Agent.Key.ID().Peer()
 	cut := l.n.views.QuarantineOverlay(p)
+	l.armLiftLocked(p, d.Until)
+	return cut
+}
+
+// restore takes over the quarantines and throttles Start re-applied from the stored decisions
+// (the overlay entries and the router's throttles are already in place): it arms each
+// quarantine's lift timer for the time left, counts them and logs each. The aggregator starts
+// empty: the signals counted before the restart, and the quarantine count escalate_after
+// reads, are not restored.
+func (l *gossipLayer) restore(running []runningResponse) {
+	now := time.Now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, r := range running {
+		if !r.QuarantineUntil.IsZero() {
+			l.armLiftLocked(r.Peer, r.QuarantineUntil)
+			l.restored[response.Quarantine].Add(1)
+			l.n.log.Info("node: response restored", "agent", r.Agent, "peer", r.Peer.String(), "action", "quarantine",
+				"until", r.QuarantineUntil, "left", r.QuarantineUntil.Sub(now).Round(time.Millisecond), "decision", r.QuarantineID)
+		}
+		if !r.Throttle.Until.IsZero() {
+			l.restored[response.Throttle].Add(1)
+			l.n.log.Info("node: response restored", "agent", r.Agent, "peer", r.Peer.String(), "action", "throttle",
+				"until", r.Throttle.Until, "left", r.Throttle.Until.Sub(now).Round(time.Millisecond), "rate", r.Throttle.Rate,
+				"burst", r.Throttle.Burst, "decision", r.ThrottleID)
+		}
+	}
+	if len(running) > 0 {
+		l.n.log.Info("node: running response decisions restored", "quarantines", l.restored[response.Quarantine].Load(),
+			"throttles", l.restored[response.Throttle].Load())
+	}
+}
+
+// armLiftLocked (re)arms the timer that ends p's local quarantine at until; a renewal or a
+// lift meanwhile disarms it.
+func (l *gossipLayer) armLiftLocked(p peer.ID, until time.Time) {
 	if l.lifts == nil {
 		l.lifts = map[peer.ID]*time.Timer{}
 	}
@@ -311,7 +351,7 @@ func (l *gossipLayer) quarantineLocked(d response.Decision) bool {
 		t.Stop()
 	}
 	var t *time.Timer
-	t = time.AfterFunc(time.Until(d.Until), func() {
+	t = time.AfterFunc(time.Until(until), func() {
 		l.mu.Lock()
 		if l.lifts[p] != t { // renewed or lifted meanwhile
 			l.mu.Unlock()
@@ -323,7 +363,6 @@ func (l *gossipLayer) quarantineLocked(d response.Decision) bool {
 		l.refresh()
 	})
 	l.lifts[p] = t
-	return cut
 }
 
 // refresh rebuilds the node's View from the registry (without the lifted overlay entries).

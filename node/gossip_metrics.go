@@ -14,13 +14,15 @@ var (
 	descDecisions      = prometheus.NewDesc("vigil_response_decisions_total", "Response decisions that changed an agent's step, by action.", []string{"action"}, nil)
 	descProposals      = prometheus.NewDesc("vigil_response_proposals_total", "Automated revocations this node proposed.", nil, nil)
 	descLifts          = prometheus.NewDesc("vigil_response_lifts_total", "Throttles and quarantines operators lifted on this node (vigil decisions lift).", nil, nil)
+	descQuarantined    = prometheus.NewDesc("vigil_response_quarantined", "Agents this node holds in local quarantine now (collective response).", nil, nil)
+	descRestored       = prometheus.NewDesc("vigil_response_restored_total", "Throttles and quarantines still running when this node stopped, re-applied from its stored decisions at start, by action.", []string{"action"}, nil)
 )
 
 // gossipCollector reads the gossip layer's counters at scrape time.
 type gossipCollector struct{ l *gossipLayer }
 
 func (c *gossipCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descGossipMembers, descGossipPayloads, descGossipRevs, descDecisions, descProposals, descLifts} {
+	for _, d := range []*prometheus.Desc{descGossipMembers, descGossipPayloads, descGossipRevs, descDecisions, descProposals, descLifts, descQuarantined, descRestored} {
 		ch <- d
 	}
 }
@@ -39,4 +41,11 @@ func (c *gossipCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(descProposals, prometheus.CounterValue, float64(l.proposals.Load()))
 	ch <- prometheus.MustNewConstMetric(descLifts, prometheus.CounterValue, float64(l.lifted.Load()))
+	l.mu.Lock()
+	quarantined := len(l.lifts)
+	l.mu.Unlock()
+	ch <- prometheus.MustNewConstMetric(descQuarantined, prometheus.GaugeValue, float64(quarantined))
+	for _, a := range []response.Action{response.Throttle, response.Quarantine} {
+		ch <- prometheus.MustNewConstMetric(descRestored, prometheus.CounterValue, float64(l.restored[a].Load()), a.String())
+	}
 }

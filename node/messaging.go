@@ -2,6 +2,7 @@ package node
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/multiformats/go-multiaddr"
@@ -13,9 +14,10 @@ import (
 	"github.com/vigil-mesh/vigil/node/telemetry"
 )
 
-// startMessaging starts agent messaging (agentproto.Router) and the telemetry buffer, and
-// registers the message counters. Called by Start after the agent protocol server.
-func (n *Node) startMessaging() error {
+// startMessaging starts agent messaging (agentproto.Router), with the given throttles running
+// from the start, and the telemetry buffer, and registers the message counters. Called by Start
+// after the agent protocol server.
+func (n *Node) startMessaging(throttles []agentproto.ThrottleSpec) error {
 	n.telemetry = telemetry.New(int(n.cfg.Agents.TelemetryRecords))
 	msgs := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "vigil_agent_messages_total",
@@ -33,6 +35,13 @@ func (n *Node) startMessaging() error {
 	rc.MaxBody = int(n.cfg.Agents.MaxMessageBytes)
 	rc.Record = n.telemetry.Add
 	rc.Nodes = n.nodeAddrs
+	if len(throttles) > rc.MaxThrottled { // not reached with the default bounds: keep those ending last
+		slices.SortFunc(throttles, func(a, b agentproto.ThrottleSpec) int { return b.Until.Compare(a.Until) })
+		n.log.Warn("node: more running throttles than the router holds: those ending first are not restored",
+			"throttles", len(throttles), "max", rc.MaxThrottled)
+		throttles = throttles[:rc.MaxThrottled]
+	}
+	rc.Throttles = throttles
 	r, err := agentproto.NewRouter(n.agents, rc)
 	if err != nil {
 		return fmt.Errorf("node: %w", err)

@@ -142,6 +142,32 @@ func Start(cfg config.Config, log *slog.Logger) (_ *Node, err error) {
 	n.cons.Store(cons)
 	n.closers = append(n.closers, cons.Close)
 
+	// The node's state store (alerts, response decisions, detector checkpoints) opens before
+	// the first View and before gossip, which records decisions from the first signal on, and
+	// closes after both. The quarantines and throttles that were running when the node stopped
+	// are read from it now: a quarantine goes into the overlay before NewEnforcer builds the
+	// first View (no agent is admitted before it), a throttle into the router before it serves
+	// a send, and startGossip re-arms the lift timers.
+	if n.state, err = alerts.Open(filepath.Join(cfg.Node.DataDir, "state"), alerts.DefaultConfig()); err != nil {
+		return nil, fmt.Errorf("node: state: %w", err)
+	}
+	n.closers = append(n.closers, n.state.Close)
+	running, err := n.loadRunningResponses(time.Now())
+	if err != nil {
+		return nil, err
+	}
+	if !cfg.Gossip.Enabled && len(running) > 0 {
+		// The response lives in the gossip layer (its lift timers, LiftDecision): with gossip
+		// off there is nothing to lift a quarantine with, so none is re-applied.
+		n.log.Warn("node: gossip is off: running quarantines and throttles are not restored", "agents", len(running))
+		running = nil
+	}
+	for _, r := range running {
+		if !r.QuarantineUntil.IsZero() {
+			n.views.QuarantineOverlay(r.Peer)
+		}
+	}
+
 	ec := enforce.DefaultConfig()
 	ec.Logger = n.log
 	ec.OnEnforce = n.metrics.observeEnforcement
@@ -163,19 +189,12 @@ func Start(cfg config.Config, log *slog.Logger) (_ *Node, err error) {
 		return nil, fmt.Errorf("node: %w", err)
 	}
 	n.closers = append(n.closers, n.agents.Close)
-	if err := n.startMessaging(); err != nil {
+	if err := n.startMessaging(restoredThrottles(running)); err != nil {
 		return nil, err
 	}
 
-	// The node's state store (alerts, response decisions, detector checkpoints) opens before
-	// gossip, which records decisions from the first signal on, and closes after both.
-	if n.state, err = alerts.Open(filepath.Join(cfg.Node.DataDir, "state"), alerts.DefaultConfig()); err != nil {
-		return nil, fmt.Errorf("node: state: %w", err)
-	}
-	n.closers = append(n.closers, n.state.Close)
-
 	if cfg.Gossip.Enabled {
-		if err := n.startGossip(g.ClusterID); err != nil {
+		if err := n.startGossip(g.ClusterID, running); err != nil {
 			return nil, err
 		}
 	}

@@ -46,6 +46,20 @@ type RouterConfig struct {
 	Now func() time.Time
 	// Logger. Default slog.Default().
 	Logger *slog.Logger
+	// Throttles run from the start, set before any handler is registered, so no send of these
+	// agents passes unthrottled (a node re-applies its running throttles after a restart).
+	// Each is checked as Router.Throttle checks it; one that has ended by Now is ignored. At
+	// most MaxThrottled. Default none.
+	Throttles []ThrottleSpec
+}
+
+// ThrottleSpec is one agent's throttle as RouterConfig.Throttles sets it: rate messages per
+// second, bursts of up to burst, until until.
+type ThrottleSpec struct {
+	Peer  peer.ID
+	Rate  float64
+	Burst int
+	Until time.Time
 }
 
 // DefaultRouterConfig returns the defaults above.
@@ -69,6 +83,16 @@ func (c RouterConfig) Validate() error {
 		return fmt.Errorf("agentproto: max_throttled: must be 1..%d, got %d: %w", 1<<24, c.MaxThrottled, ErrInvalidConfig)
 	case c.Now == nil || c.Logger == nil || c.Record == nil:
 		return fmt.Errorf("agentproto: now, logger and record must be set: %w", ErrInvalidConfig)
+	case len(c.Throttles) > c.MaxThrottled:
+		return fmt.Errorf("agentproto: throttles: %d, more than max_throttled %d: %w", len(c.Throttles), c.MaxThrottled, ErrInvalidConfig)
+	}
+	for i, t := range c.Throttles {
+		if t.Peer == "" {
+			return fmt.Errorf("agentproto: throttles[%d]: peer must be set: %w", i, ErrInvalidConfig)
+		}
+		if p := throttleProblem(t.Rate, t.Burst); p != "" {
+			return fmt.Errorf("agentproto: throttles[%d] (%s): %s: %w", i, t.Peer, p, ErrInvalidConfig)
+		}
 	}
 	return nil
 }
@@ -179,6 +203,13 @@ func NewRouter(srv *Server, cfg RouterConfig) (*Router, error) {
 		deliver: NewPool(h, DeliverProtocol, true), relay: NewPool(h, RelayProtocol, false),
 		locate: NewPool(h, LocateProtocol, false), sessions: map[peer.ID]*session{}, where: map[peer.ID]peer.ID{},
 		missing: map[peer.ID]time.Time{}, throttled: newThrottles(cfg.MaxThrottled)}
+	now := cfg.Now()
+	for _, t := range cfg.Throttles {
+		if _, err := r.throttled.set(t.Peer, t.Rate, t.Burst, t.Until, now); err != nil {
+			return nil, err // not reached: Validate checked each
+		}
+	}
+	r.cfg.Throttles = nil // applied; the router does not keep the caller's slice
 	if r.cfg.Nodes == nil {
 		r.cfg.Nodes = r.viewNodes
 	}

@@ -55,13 +55,21 @@ func newThrottles(max int) *throttles {
 }
 
 func validThrottle(rate float64, burst int) error {
-	if !(rate >= MinThrottleRate && rate <= MaxThrottleRate) {
-		return fmt.Errorf("agentproto: throttle: rate %v messages/s not in [1/3600, %d]: %w", rate, MaxThrottleRate, ErrInvalidArgument)
-	}
-	if burst < 1 || burst > MaxThrottleBurst {
-		return fmt.Errorf("agentproto: throttle: burst %d not in 1..%d: %w", burst, MaxThrottleBurst, ErrInvalidArgument)
+	if p := throttleProblem(rate, burst); p != "" {
+		return fmt.Errorf("agentproto: throttle: %s: %w", p, ErrInvalidArgument)
 	}
 	return nil
+}
+
+// throttleProblem is what is wrong with a throttle's rate or burst, or "".
+func throttleProblem(rate float64, burst int) string {
+	if !(rate >= MinThrottleRate && rate <= MaxThrottleRate) {
+		return fmt.Sprintf("rate %v messages/s not in [1/3600, %d]", rate, MaxThrottleRate)
+	}
+	if burst < 1 || burst > MaxThrottleBurst {
+		return fmt.Sprintf("burst %d not in 1..%d", burst, MaxThrottleBurst)
+	}
+	return ""
 }
 
 // set starts or renews p's throttle. A new bucket starts full; a renewed one keeps what is

@@ -284,3 +284,48 @@ func TestRouterThrottle(t *testing.T) {
 		t.Fatalf("after Unthrottle: %+v", ref)
 	}
 }
+
+// TestRouterConfigThrottles: RouterConfig.Throttles are running when NewRouter returns (an
+// ended one is ignored); a bad one is refused naming its index, and nothing starts.
+func TestRouterConfigThrottles(t *testing.T) {
+	base := DefaultRouterConfig()
+	base.Now = func() time.Time { return tt0 }
+	until := tt0.Add(time.Minute)
+	for _, c := range []struct {
+		name string
+		ts   []ThrottleSpec
+		want string
+	}{
+		{"no peer", []ThrottleSpec{{Rate: 1, Burst: 1, Until: until}}, "throttles[0]: peer must be set"},
+		{"bad rate", []ThrottleSpec{{Peer: "a", Rate: 1, Burst: 1, Until: until}, {Peer: "b", Rate: 0, Burst: 1, Until: until}}, "throttles[1] (" + peer.ID("b").String() + "): rate 0 messages/s not in"},
+		{"bad burst", []ThrottleSpec{{Peer: "a", Rate: 1, Burst: 0, Until: until}}, "throttles[0] (" + peer.ID("a").String() + "): burst 0 not in 1..10000"},
+		{"more than max", []ThrottleSpec{{Peer: "a", Rate: 1, Burst: 1}, {Peer: "b", Rate: 1, Burst: 1}, {Peer: "c", Rate: 1, Burst: 1}}, "throttles: 3, more than max_throttled 2"},
+	} {
+		cfg := base
+		cfg.MaxThrottled = 2
+		cfg.Throttles = c.ts
+		if err := cfg.Validate(); !errors.Is(err, ErrInvalidConfig) || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: %v, want %q", c.name, err, c.want)
+		}
+	}
+
+	f := newFixture(t)
+	_, srv := newServer(t, f, nil)
+	cfg := base
+	cfg.Logger = testLogger(t)
+	cfg.Throttles = []ThrottleSpec{{Peer: "running", Rate: 0.5, Burst: 3, Until: until}, {Peer: "ended", Rate: 1, Burst: 1, Until: tt0}}
+	r, err := NewRouter(srv, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = r.Close() })
+	if st, ok := r.Throttled("running"); !ok || st.Rate != 0.5 || st.Burst != 3 || !st.Until.Equal(until) || st.Tokens != 3 {
+		t.Fatalf("running: %+v %v", st, ok)
+	}
+	if _, ok := r.Throttled("ended"); ok {
+		t.Fatal("an ended throttle was started")
+	}
+	if n := r.ThrottledCount(); n != 1 {
+		t.Fatalf("%d throttled, want 1", n)
+	}
+}
