@@ -353,6 +353,10 @@ func (m *Cover) Score(session []detector.Action) float64 {
 	return m.calibrate(m.idx.rate(session))
 }
 
+// Rate returns the raw covering rate of a whole session, before calibration: the stretches
+// after the first needed to cover its start, actions and end, per action and end, in [0,1].
+func (m *Cover) Rate(session []detector.Action) float64 { return m.idx.rate(session) }
+
 // Start begins a session.
 func (m *Cover) Start() detector.Session {
 	return &coverSession{m: m, idx: m.idx, at: m.idx.start()}
