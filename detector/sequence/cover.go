@@ -10,10 +10,10 @@ import (
 
 // CoverConfig configures a Cover model.
 type CoverConfig struct {
-	// MaxActions caps the training actions stored (each session also stores its start and end
-	// marks). Memory is 8 bytes per stored action or mark plus 8 per session, and Fit needs 12
-	// more per action while it builds. Fit fails beyond it, having changed nothing. Default
-	// 1<<21 (at most 16 MiB stored); at most 1<<26.
+	// MaxActions caps the symbols stored: the training actions plus two per session (its start
+	// and end marks). Memory is 8 bytes per symbol plus 8 per session, and Fit needs 16 more
+	// per symbol while it builds. Fit fails beyond it, having changed nothing. Default 1<<21
+	// (at most 16 MiB stored); at most 1<<26.
 	MaxActions int
 	// Folds is how many parts the training sessions are split into to calibrate scores: each
 	// part is scored against an index of the others, and these out-of-fold scores are what a
@@ -184,7 +184,6 @@ type Cover struct {
 	cfg      CoverConfig
 	idx      *coverIndex
 	sessions int
-	actions  int       // stored actions (not counting the marks)
 	ref      []float64 // out-of-fold rates, ascending
 	tail     coverTail
 }
@@ -214,14 +213,14 @@ func (m *Cover) Algorithm() string { return "cover" }
 func (m *Cover) Sessions() int { return m.sessions }
 
 // Fit adds sessions to the stored ones, rebuilds the index and recalibrates. It fails, having
-// changed nothing, when the stored actions would exceed MaxActions.
+// changed nothing, when the stored actions and marks would exceed MaxActions.
 func (m *Cover) Fit(sessions [][]detector.Action) error {
-	n := m.actions
+	n := len(m.idx.text)
 	for _, s := range sessions {
-		n += len(s)
+		n += len(s) + 2
 	}
 	if n > m.cfg.MaxActions {
-		return fmt.Errorf("%w: %d training actions over MaxActions=%d", ErrTooLarge, n, m.cfg.MaxActions)
+		return fmt.Errorf("%w: %d training actions and session marks over MaxActions=%d", ErrTooLarge, n, m.cfg.MaxActions)
 	}
 	all := append(m.stored(), sessions...)
 	m.build(all)
@@ -273,10 +272,6 @@ func (m *Cover) build(sessions [][]detector.Action) {
 	slices.Sort(ref)
 	m.idx = newCoverIndex(sessions)
 	m.sessions = len(sessions)
-	m.actions = 0
-	for _, s := range sessions {
-		m.actions += len(s)
-	}
 	m.ref = ref
 	m.tail = coverTail{prior: 1}
 	if len(ref) == 0 {
@@ -425,16 +420,16 @@ func (m *Cover) MarshalBinary() ([]byte, error) {
 }
 
 // UnmarshalBinary replaces the model's sessions with a checkpoint written by a model with the
-// same Folds and Prior, refusing more actions than MaxActions; it then rebuilds the index (a
+// same Folds and Prior, refusing more actions and marks than MaxActions; it then rebuilds the index (a
 // few hundred milliseconds for a million actions). On error the model is unchanged.
 func (m *Cover) UnmarshalBinary(b []byte) error {
 	d := &dec{b: b}
 	d.header(cvMagic, cvVersion)
 	d.match("Folds", uint64(d.u32("Folds")), uint64(m.cfg.Folds))
 	d.match("Prior", uint64(d.u32("Prior")), uint64(m.cfg.Prior))
-	ns := d.length("sessions", m.cfg.MaxActions+1, 4)
+	ns := d.length("sessions", m.cfg.MaxActions/2, 4)
 	sessions := make([][]detector.Action, 0, ns)
-	total := 0
+	total := 2 * ns // the marks
 	for i := 0; i < ns && d.err == nil; i++ {
 		na := d.length("session", m.cfg.MaxActions-total, 4)
 		s := make([]detector.Action, na)

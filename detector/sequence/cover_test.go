@@ -267,13 +267,13 @@ func TestCoverConfigAndLimits(t *testing.T) {
 		}
 	}
 	cfg := DefaultCoverConfig()
-	cfg.MaxActions = 40
+	cfg.MaxActions = 60
 	m, _ := NewCover(cfg)
 	if err := m.Fit(corpus(3, 1)); err != nil {
 		t.Fatal(err)
 	}
 	before, _ := m.MarshalBinary()
-	if err := m.Fit(corpus(10, 2)); !errors.Is(err, ErrTooLarge) || !strings.Contains(err.Error(), "MaxActions=40") {
+	if err := m.Fit(corpus(10, 2)); !errors.Is(err, ErrTooLarge) || !strings.Contains(err.Error(), "MaxActions=60") {
 		t.Fatalf("over MaxActions: %v", err)
 	}
 	after, _ := m.MarshalBinary()
