@@ -64,10 +64,11 @@ bench-detect-engine:
 	$(GO) test -run '^$$' -bench EngineRecords -benchtime 300000x ./detector/engine/
 	$(GO) test -run '^$$' -bench Engine10kAgents -benchtime 1x -timeout 30m ./detector/engine/
 
-# bench-detect-seq: the sequence models (n-gram, LSTM) on HDFS and ADFA-LD with full training, and
-# their scoring throughput beside a bigram-lookup baseline; see docs/benchmarks.md.
+# bench-detect-seq: the sequence models (n-gram, LSTM, cover) on HDFS and ADFA-LD with full training,
+# the trace-level scorers and combinations on ADFA-LD, and the models' scoring throughput beside a
+# bigram-lookup baseline; see docs/benchmarks.md.
 bench-detect-seq:
-	VIGIL_BENCH_SEQ=1 $(GO) test -count=1 -v -run 'TestHDFSBench|TestADFABench|TestModelMemory' -timeout 60m ./detector/seqbench/
+	VIGIL_BENCH_SEQ=1 $(GO) test -count=1 -v -run 'TestHDFSBench|TestADFABench|TestADFATraceBench|TestModelMemory' -timeout 60m ./detector/seqbench/
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 200000x ./detector/sequence/
 
 # image builds vigil:dev FROM scratch around the static binary (nothing is pulled).

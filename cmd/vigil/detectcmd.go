@@ -27,6 +27,7 @@ type detectOptions struct {
 	columns    []string
 	delimiter  string
 	sequences  bool
+	sessScore  string
 	trainRows  int
 	train      string
 	algorithm  string
@@ -51,8 +52,11 @@ as NAB uses, or Unix seconds; empty = row numbers); --columns picks the numeric 
 column and the row's score is the highest; a vector algorithm (hst) scores the columns together.
 
 With --sequences, FILE holds one session per line as space-separated actions, and the output
-is session,anomaly_score (the session's line number and its highest per-action score); the
-sequence model is fitted on the --train file or the first --train-rows sessions.
+is session,anomaly_score (the session's line number and its score); the sequence model is
+fitted on the --train file or the first --train-rows sessions. --session-score says how a
+session is scored: max (default: its highest per-action score), end (the score of its end: the
+verdict of a model that judges whole sessions, such as cover) or mean (the mean of its action
+scores and its end's, as the ADFA-LD benchmark ranks sessions).
 
 Baseline: --train FILE is learned first (same format, not written out); --train-rows N makes
 the first N rows of FILE the baseline: they are learned and written with anomaly_score 0.
@@ -62,7 +66,8 @@ A row whose time is before the previous row's is scored at the previous row's ti
 the file, line and column, and writes nothing to --out.`,
 		Example: `  vigil detect --algorithm hst --columns value --param trees=32 data.csv
   vigil detect --algorithm threshold --param threshold=80% --columns cpu --out scored.csv metrics.csv
-  vigil detect --sequences --algorithm ngram --train normal.txt sessions.txt`,
+  vigil detect --sequences --algorithm ngram --train normal.txt sessions.txt
+  vigil detect --sequences --algorithm cover --session-score end --train normal.txt sessions.txt`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) > 1 {
 				return usagef("detect takes at most one FILE, got %q", args)
@@ -82,6 +87,7 @@ the file, line and column, and writes nothing to --out.`,
 	f.StringSliceVar(&o.columns, "columns", nil, "numeric columns to score (default: all but the time column)")
 	f.StringVar(&o.delimiter, "delimiter", ",", "CSV field delimiter (one character; \\t for tab)")
 	f.BoolVar(&o.sequences, "sequences", false, "FILE holds action sequences, one session per line")
+	f.StringVar(&o.sessScore, "session-score", "max", "with --sequences: a session's score, max (highest action score), end (its end's score) or mean (of its actions' and end's)")
 	f.IntVar(&o.trainRows, "train-rows", 0, "learn a baseline from the first N rows (written with score 0)")
 	f.StringVar(&o.train, "train", "", "learn a baseline from this file first (same format as FILE)")
 	f.StringVar(&o.algorithm, "algorithm", "", "model to run, one of: "+strings.Join(catalog.Names(), ", ")+" (default hst; for --sequences, required)")
@@ -109,6 +115,14 @@ func runDetect(cmd *cobra.Command, o detectOptions, in string) error {
 			return usagef("--param %s given twice", k)
 		}
 		params[k] = v
+	}
+	switch o.sessScore {
+	case "max", "end", "mean":
+	default:
+		return usagef("--session-score %q: want max, end or mean", o.sessScore)
+	}
+	if o.sessScore != "max" && !o.sequences {
+		return usagef("--session-score applies to --sequences only")
 	}
 	if o.algorithm == "" && !o.sequences {
 		o.algorithm = "hst"
@@ -457,12 +471,34 @@ func detectSequences(o detectOptions, params map[string]any, in string) ([]byte,
 	for i, s := range sessions {
 		score := 0.0
 		if i >= o.trainRows {
-			sess := m.Start()
-			for _, a := range actions(vocab, s, false) {
-				score = max(score, sess.Observe(a))
+			if score, err = sessionScore(m, actions(vocab, s, false), o.sessScore); err != nil {
+				return nil, err
 			}
 		}
 		fmt.Fprintf(&buf, "%d,%s\n", i+1, strconv.FormatFloat(score, 'f', 6, 64))
 	}
 	return buf.Bytes(), nil
+}
+
+// sessionScore runs one session through m and aggregates its scores as --session-score says:
+// max of the action scores, the end's score, or the mean of the action scores and the end's.
+func sessionScore(m detector.SequenceModel, s []detector.Action, how string) (float64, error) {
+	sess := m.Start()
+	hi, sum := 0.0, 0.0
+	for _, a := range s {
+		v := sess.Observe(a)
+		hi, sum = max(hi, v), sum+v
+	}
+	if how == "max" {
+		return hi, nil
+	}
+	e, ok := sess.(detector.Ender)
+	if !ok {
+		return 0, usagef("--session-score %s: the %s model does not score a session's end", how, m.Algorithm())
+	}
+	end := e.End()
+	if how == "end" {
+		return end, nil
+	}
+	return (sum + end) / float64(len(s)+1), nil
 }

@@ -251,6 +251,48 @@ func TestDetectSequences(t *testing.T) {
 	}
 }
 
+// TestDetectSessionScore scores system-call sessions with the cover model by their end (the
+// model's verdict on a whole session) and by the mean: the two intrusions (a web worker that
+// execs a privileged shell, a login that opens a reverse shell) score above both normal
+// sessions. A bad --session-score, or one without --sequences, is a usage error.
+func TestDetectSessionScore(t *testing.T) {
+	for _, how := range []string{"end", "mean"} {
+		out, code := run(t, "detect", "--sequences", "--algorithm", "cover", "--session-score", how,
+			"--train", detectData+"syscalls-train.txt", detectData+"syscalls.txt")
+		if code != exitOK {
+			t.Fatalf("%s: code %d: %s", how, code, out)
+		}
+		lines := strings.Split(strings.TrimSpace(out), "\n")
+		if len(lines) != 5 {
+			t.Fatalf("%s: output %q", how, out)
+		}
+		var v [4]float64
+		for i := range v {
+			_, val, _ := strings.Cut(lines[i+1], ",")
+			f, err := strconv.ParseFloat(val, 64)
+			if err != nil || f < 0 || f > 1 {
+				t.Fatalf("%s: line %q", how, lines[i+1])
+			}
+			v[i] = f
+		}
+		if min(v[2], v[3]) <= max(v[0], v[1]) {
+			t.Errorf("%s: normal sessions %v %v, intrusions %v %v: want the intrusions higher", how, v[0], v[1], v[2], v[3])
+		}
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--sequences", "--algorithm", "cover", "--session-score", "median", "--train-rows", "1"}, `--session-score "median": want max, end or mean`},
+		{[]string{"--algorithm", "hst", "--session-score", "end"}, "--session-score applies to --sequences only"},
+	} {
+		out, code := run(t, append(append([]string{"detect"}, c.args...), detectData+"syscalls.txt")...)
+		if code != exitUsage || !strings.Contains(out, c.want) {
+			t.Errorf("%v: code %d, output %q, want usage error %q", c.args, code, out, c.want)
+		}
+	}
+}
+
 // repoRoot walks up from the working directory to the directory holding go.mod.
 func repoRoot(t *testing.T) string {
 	t.Helper()

@@ -92,6 +92,7 @@ func init() {
 		MetricEntry("cad", liveCADConfig, metric.NewCAD),
 		SequenceEntry("ngram", sequence.DefaultNGramConfig, sequence.NewNGram),
 		SequenceEntry("lstm", sequence.DefaultLSTMConfig, sequence.NewLSTM),
+		SequenceEntry("cover", sequence.DefaultCoverConfig, sequence.NewCover),
 	}
 }
 

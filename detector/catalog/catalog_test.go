@@ -12,7 +12,7 @@ import (
 
 func TestNames(t *testing.T) {
 	got := strings.Join(Names(), ",")
-	if got != "cad,ensemble,ewma,gaussian,hst,lstm,ngram,rrcf,threshold" {
+	if got != "cad,cover,ensemble,ewma,gaussian,hst,lstm,ngram,rrcf,threshold" {
 		t.Fatalf("Names = %s", got)
 	}
 	if _, err := Lookup("ewma2"); err == nil || !strings.Contains(err.Error(), `"ewma2"`) || !strings.Contains(err.Error(), "hst") {
@@ -161,7 +161,7 @@ func TestVectorAsMetric(t *testing.T) {
 }
 
 func TestSequenceEntries(t *testing.T) {
-	for _, name := range []string{"ngram", "lstm"} {
+	for _, name := range []string{"ngram", "lstm", "cover"} {
 		m, err := NewSequence(name, nil)
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
@@ -183,6 +183,12 @@ func TestSequenceEntries(t *testing.T) {
 	}
 	if _, err := NewSequence("ngram", map[string]any{"no_such_param": 1}); err == nil {
 		t.Fatal("unknown ngram param accepted")
+	}
+	if m, err := NewSequence("cover", map[string]any{"folds": "3", "max_actions": 1000, "prior": 8}); err != nil || m.Algorithm() != "cover" {
+		t.Fatalf("cover with params: %v", err)
+	}
+	if _, err := NewSequence("cover", map[string]any{"folds": 1}); err == nil || !strings.Contains(err.Error(), "Folds=1") {
+		t.Fatalf("cover folds=1: %v", err)
 	}
 }
 

@@ -11,7 +11,8 @@
 // it and lists the known ones; an out-of-range value is refused by the model's Validate.
 //
 // Registered here: threshold (rules.Model), ensemble (engine.Ensemble of metric models),
-// hst (multivar.HST), rrcf (multivar.RRCF). Adding an algorithm is one line in entries, e.g.
+// hst (multivar.HST), rrcf (multivar.RRCF), ewma, gaussian and cad (metric), and the sequence
+// models ngram, lstm and cover (sequence.NGram, sequence.LSTM, sequence.Cover). Adding an algorithm is one line in entries, e.g.
 //
 //	MetricEntry("ewma", metric.DefaultEWMAConfig, metric.NewEWMA),
 //

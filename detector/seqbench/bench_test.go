@@ -47,6 +47,16 @@ func lstmBatchSpec(hidden, layers, epochs, batch int) modelSpec {
 	}}
 }
 
+func coverSpec() modelSpec {
+	return modelSpec{"cover", func() (detector.SequenceModel, error) {
+		return sequence.NewCover(sequence.DefaultCoverConfig())
+	}}
+}
+
+// adfaSeqScores keeps the trace scores of the sequence models TestADFABench ran, by row name,
+// for the ensembles of TestADFATraceBench in the same run.
+var adfaSeqScores = map[string]Scores{}
+
 func dataDir(t *testing.T) string {
 	t.Helper()
 	d, err := DataDir(".")
@@ -111,9 +121,10 @@ func TestHDFSBench(t *testing.T) {
 }
 
 // TestADFABench trains on Training_Data_Master, scores every validation (normal) and attack
-// trace, session score = mean action score including the end, and prints ROC AUC overall and
-// per family and the detection rate at 5% FPR. Reduced mode: the n-gram in full and an LSTM
-// trained for one epoch on a fifth of the training traces.
+// trace, session score = mean action score including the end (for cover, which judges whole
+// sessions: its end's score), and prints ROC AUC overall and per family and the detection rate
+// at 5% FPR. Reduced mode: the n-grams and cover in full and an LSTM trained for one epoch on a
+// fifth of the training traces.
 func TestADFABench(t *testing.T) {
 	dir := dataDir(t)
 	d, err := ReadADFA(filepath.Join(dir, "adfa-ld", "ADFA-LD.zip"))
@@ -131,16 +142,18 @@ func TestADFABench(t *testing.T) {
 		spec     modelSpec
 		train    [][]detector.Action
 		floorAUC float64
+		agg      Aggregate // nil: Mean
 	}
 	rows := []row{
-		{ngramSpec(3), d.Train, 0.75},
-		{ngramSpec(5), d.Train, 0.75},
+		{ngramSpec(3), d.Train, 0.75, nil},
+		{ngramSpec(5), d.Train, 0.75, nil},
+		{coverSpec(), d.Train, 0.83, Last},
 	}
 	if full {
 		rows = append(rows,
-			row{lstmSpec(32, 1, 10), d.Train, 0.75},
-			row{lstmBatchSpec(32, 1, 30, 8), d.Train, 0.8},
-			row{lstmSpec(64, 2, 10), d.Train, 0.75})
+			row{lstmSpec(32, 1, 10), d.Train, 0.75, nil},
+			row{lstmBatchSpec(32, 1, 30, 8), d.Train, 0.8, nil},
+			row{lstmSpec(64, 2, 10), d.Train, 0.75, nil})
 	} else {
 		small := modelSpec{"lstm H=16 L=1, 1 epoch, 1/5 of training", func() (detector.SequenceModel, error) {
 			c := sequence.DefaultLSTMConfig()
@@ -153,7 +166,7 @@ func TestADFABench(t *testing.T) {
 				sub = append(sub, s)
 			}
 		}
-		rows = append(rows, row{small, sub, 0.6})
+		rows = append(rows, row{small, sub, 0.6, nil})
 	}
 	fams := make([]string, 0, len(d.Attack))
 	for f := range d.Attack {
@@ -161,7 +174,7 @@ func TestADFABench(t *testing.T) {
 	}
 	sort.Strings(fams)
 	var b strings.Builder
-	fmt.Fprintf(&b, "\nADFA-LD (train %d traces; score %d validation, %d attack), session score = mean action score with the end\n", len(d.Train), len(d.Validation), nAttack)
+	fmt.Fprintf(&b, "\nADFA-LD (train %d traces; score %d validation, %d attack), session score = mean action score with the end (cover: its end)\n", len(d.Train), len(d.Validation), nAttack)
 	b.WriteString("| model | AUC | detection at 5% FPR |")
 	for _, f := range fams {
 		b.WriteString(" AUC " + f + " |")
@@ -177,7 +190,12 @@ func TestADFABench(t *testing.T) {
 			t.Fatal(err)
 		}
 		train := time.Since(start)
-		res := ADFAScore(m, d, Mean, true)
+		agg := r.agg
+		if agg == nil {
+			agg = Mean
+		}
+		res, sc := ADFAScoreAll(m, d, agg, true)
+		adfaSeqScores[r.spec.name] = sc
 		fmt.Fprintf(&b, "| %s | %.3f | %.3f |", r.spec.name, res.AUC, res.DR5)
 		for _, f := range fams {
 			fmt.Fprintf(&b, " %.3f |", res.Family[f])

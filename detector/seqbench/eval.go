@@ -2,6 +2,7 @@ package seqbench
 
 import (
 	"fmt"
+	"sort"
 	"time"
 
 	"github.com/vigil-mesh/vigil/detector"
@@ -111,24 +112,169 @@ func ADFARun(m detector.SequenceModel, d *ADFA, agg Aggregate, withEnd bool) (AD
 // ADFAScore scores every validation and attack trace with a trained model (ADFARun without the
 // training).
 func ADFAScore(m detector.SequenceModel, d *ADFA, agg Aggregate, withEnd bool) ADFAResult {
-	res := ADFAResult{Family: map[string]float64{}, FamilyDR5: map[string]float64{}}
+	res, _ := ADFAScoreAll(m, d, agg, withEnd)
+	return res
+}
+
+// ADFAScoreAll is ADFAScore that also returns every trace's score.
+func ADFAScoreAll(m detector.SequenceModel, d *ADFA, agg Aggregate, withEnd bool) (ADFAResult, Scores) {
+	sc := Scores{Attack: map[string][]float64{}}
 	start := time.Now()
-	neg := ScoreSessions(m, d.Validation, agg, withEnd)
-	var pos []float64
+	sc.Normal = ScoreSessions(m, d.Validation, agg, withEnd)
+	actions := 0
 	for fam, traces := range d.Attack {
-		p := ScoreSessions(m, traces, agg, withEnd)
-		res.Family[fam] = AUC(p, neg)
-		res.FamilyDR5[fam], _ = DetectionAtFPR(p, neg, 0.05)
-		pos = append(pos, p...)
+		sc.Attack[fam] = ScoreSessions(m, traces, agg, withEnd)
 		for _, t := range traces {
-			res.Actions += len(t)
+			actions += len(t)
 		}
 	}
 	for _, t := range d.Validation {
-		res.Actions += len(t)
+		actions += len(t)
 	}
-	res.Score = time.Since(start)
-	res.AUC = AUC(pos, neg)
-	res.DR5, _ = DetectionAtFPR(pos, neg, 0.05)
+	elapsed := time.Since(start)
+	res := sc.Result()
+	res.Actions, res.Score = actions, elapsed
+	return res, sc
+}
+
+// Scores holds one scorer's session scores on ADFA-LD: every validation (normal) trace and
+// every attack trace by family, in the order of ADFA's slices.
+type Scores struct {
+	Normal []float64
+	Attack map[string][]float64
+}
+
+// ScoreADFA scores every validation and attack trace with f.
+func ScoreADFA(d *ADFA, f func([]detector.Action) float64) Scores {
+	s := Scores{Attack: map[string][]float64{}}
+	for _, t := range d.Validation {
+		s.Normal = append(s.Normal, f(t))
+	}
+	for fam, traces := range d.Attack {
+		for _, t := range traces {
+			s.Attack[fam] = append(s.Attack[fam], f(t))
+		}
+	}
+	return s
+}
+
+// Result computes ROC AUC overall and per family and the detection rate at 5% FPR (Train,
+// Actions and Score are left zero).
+func (s Scores) Result() ADFAResult {
+	res := ADFAResult{Family: map[string]float64{}, FamilyDR5: map[string]float64{}}
+	var pos []float64
+	fams := make([]string, 0, len(s.Attack))
+	for f := range s.Attack {
+		fams = append(fams, f)
+	}
+	sort.Strings(fams) // a fixed order, so AUC's sort sees the same input every run
+	for _, f := range fams {
+		p := s.Attack[f]
+		res.Family[f] = AUC(p, s.Normal)
+		res.FamilyDR5[f], _ = DetectionAtFPR(p, s.Normal, 0.05)
+		pos = append(pos, p...)
+	}
+	res.AUC = AUC(pos, s.Normal)
+	res.DR5, _ = DetectionAtFPR(pos, s.Normal, 0.05)
 	return res
+}
+
+// RankAverage combines scorers by the mean of each one's rank among all the scored traces
+// (normal and attack together, ties sharing their mean rank). It uses no labels, but it ranks
+// against the test traces themselves, so it is optimistic for a combination a detector
+// could run, which can only rank against training sessions (ECDF).
+func RankAverage(ss ...Scores) Scores {
+	fams := make([]string, 0, len(ss[0].Attack))
+	for f := range ss[0].Attack {
+		fams = append(fams, f)
+	}
+	sort.Strings(fams)
+	sum := make([]float64, len(ss[0].Normal))
+	for _, f := range fams {
+		sum = append(sum, make([]float64, len(ss[0].Attack[f]))...)
+	}
+	for _, s := range ss {
+		flat := append([]float64(nil), s.Normal...)
+		for _, f := range fams {
+			flat = append(flat, s.Attack[f]...)
+		}
+		for i, r := range midRanks(flat) {
+			sum[i] += r / float64(len(ss))
+		}
+	}
+	out := Scores{Normal: sum[:len(ss[0].Normal)], Attack: map[string][]float64{}}
+	off := len(ss[0].Normal)
+	for _, f := range fams {
+		n := len(ss[0].Attack[f])
+		out.Attack[f] = sum[off : off+n]
+		off += n
+	}
+	return out
+}
+
+// midRanks returns each value's rank in [0,1): (its 0-based position in ascending order, ties
+// averaged) / n.
+func midRanks(v []float64) []float64 {
+	idx := make([]int, len(v))
+	for i := range idx {
+		idx[i] = i
+	}
+	sort.SliceStable(idx, func(a, b int) bool { return v[idx[a]] < v[idx[b]] })
+	r := make([]float64, len(v))
+	for i := 0; i < len(idx); {
+		j := i
+		for j < len(idx) && v[idx[j]] == v[idx[i]] {
+			j++
+		}
+		for k := i; k < j; k++ {
+			r[idx[k]] = float64(i+j-1) / 2 / float64(len(v))
+		}
+		i = j
+	}
+	return r
+}
+
+// ECDF returns the mid-rank empirical distribution function of ref: the fraction of ref below
+// x plus half the fraction equal to it.
+func ECDF(ref []float64) func(float64) float64 {
+	r := append([]float64(nil), ref...)
+	sort.Float64s(r)
+	return func(x float64) float64 {
+		lo := sort.SearchFloat64s(r, x)
+		hi := lo
+		for hi < len(r) && r[hi] == x {
+			hi++
+		}
+		return (float64(lo) + 0.5*float64(hi-lo)) / float64(len(r))
+	}
+}
+
+// Map applies f to every score.
+func (s Scores) Map(f func(float64) float64) Scores {
+	out := Scores{Attack: map[string][]float64{}}
+	for _, v := range s.Normal {
+		out.Normal = append(out.Normal, f(v))
+	}
+	for fam, vs := range s.Attack {
+		for _, v := range vs {
+			out.Attack[fam] = append(out.Attack[fam], f(v))
+		}
+	}
+	return out
+}
+
+// MeanOf averages scorers trace by trace.
+func MeanOf(ss ...Scores) Scores {
+	out := ss[0].Map(func(float64) float64 { return 0 })
+	for _, s := range ss {
+		for i, v := range s.Normal {
+			out.Normal[i] += v / float64(len(ss))
+		}
+		for fam, vs := range s.Attack {
+			for i, v := range vs {
+				out.Attack[fam][i] += v / float64(len(ss))
+			}
+		}
+	}
+	return out
 }

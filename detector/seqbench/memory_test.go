@@ -35,7 +35,7 @@ func TestModelMemory(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	specs := []modelSpec{ngramSpec(3), ngramSpec(5), lstmSpec(32, 1, 1), lstmSpec(64, 2, 1)}
+	specs := []modelSpec{ngramSpec(3), ngramSpec(5), lstmSpec(32, 1, 1), lstmSpec(64, 2, 1), coverSpec()}
 	var b strings.Builder
 	b.WriteString("\n| model | data | model memory (heap) | checkpoint | session state (heap) |\n|---|---|---|---|---|\n")
 	for _, data := range []struct {

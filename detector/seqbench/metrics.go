@@ -133,3 +133,12 @@ func PRF(tp, fp, fn int) (p, r, f1 float64) {
 	}
 	return
 }
+
+// Last is the last score: with the end scored, the end's score (the verdict of a model that
+// judges whole sessions, such as sequence.Cover).
+func Last(s []float64) float64 {
+	if len(s) == 0 {
+		return 0
+	}
+	return s[len(s)-1]
+}

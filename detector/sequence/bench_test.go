@@ -93,6 +93,18 @@ func ngramCase(n int) func(*testing.B, [][]detector.Action) detector.SequenceMod
 	}
 }
 
+func coverCase(b *testing.B, train [][]detector.Action) detector.SequenceModel {
+	m, err := NewCover(DefaultCoverConfig())
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := m.Fit(train); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(len(m.idx.sa)), "indexed")
+	return m
+}
+
 func benchCases() []benchCase {
 	var cs []benchCase
 	for _, v := range []int{28, 175} { // HDFS log keys; ADFA-LD system calls
@@ -103,6 +115,7 @@ func benchCases() []benchCase {
 			benchCase{fmt.Sprintf("lstm-H32-L1/V=%d", v), v, lstmCase(32, 1)},
 			benchCase{fmt.Sprintf("lstm-H64-L1/V=%d", v), v, lstmCase(64, 1)},
 			benchCase{fmt.Sprintf("lstm-H64-L2/V=%d", v), v, lstmCase(64, 2)},
+			benchCase{fmt.Sprintf("cover/V=%d", v), v, coverCase},
 		)
 	}
 	return cs

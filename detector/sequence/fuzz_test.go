@@ -70,3 +70,14 @@ func FuzzLSTMCheckpoint(f *testing.F) {
 	full, _ := m.MarshalBinary()
 	fuzzCheckpoint(f, fresh, empty, full)
 }
+
+func FuzzCoverCheckpoint(f *testing.F) {
+	cfg := DefaultCoverConfig()
+	cfg.MaxActions = 4096
+	fresh := func() detector.SequenceModel { m, _ := NewCover(cfg); return m }
+	m := fresh()
+	empty, _ := m.MarshalBinary()
+	_ = m.Fit(append(corpus(20, 1), []detector.Action{0, 3, 1 << 31}))
+	full, _ := m.MarshalBinary()
+	fuzzCheckpoint(f, fresh, empty, full)
+}

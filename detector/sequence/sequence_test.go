@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 
@@ -55,6 +56,10 @@ func testLSTM(t testing.TB) detector.SequenceModel {
 }
 
 var impls = []impl{{"ngram", testNGram}, {"lstm", testLSTM}}
+
+// allImpls adds the models whose per-action scores follow other rules (Cover scores whole
+// sessions) for the tests that hold for every model: checkpoints, allocations, untrained.
+var allImpls = append(slices.Clip(impls), impl{"cover", testCover})
 
 func scores(m detector.SequenceModel, s []detector.Action, end bool) []float64 {
 	sess := m.Start()
@@ -114,7 +119,7 @@ func TestKnownLowForeignHigh(t *testing.T) {
 // TestCheckpointRestoresScores: a restored model scores exactly as the original, including
 // sessions with foreign actions.
 func TestCheckpointRestoresScores(t *testing.T) {
-	for _, im := range impls {
+	for _, im := range allImpls {
 		t.Run(im.name, func(t *testing.T) {
 			m := fitted(t, im)
 			b, err := m.MarshalBinary()
@@ -152,7 +157,7 @@ func TestCheckpointRestoresScores(t *testing.T) {
 // TestCheckpointRefusesBadInput: every truncation, a flipped magic, trailing bytes and a
 // model of another shape are refused, and a refused checkpoint leaves the model as it was.
 func TestCheckpointRefusesBadInput(t *testing.T) {
-	for _, im := range impls {
+	for _, im := range allImpls {
 		t.Run(im.name, func(t *testing.T) {
 			m := fitted(t, im)
 			good, _ := m.MarshalBinary()
@@ -317,7 +322,7 @@ func TestNGramOnline(t *testing.T) {
 
 // TestObserveAllocatesNothing: the scoring path is allocation-free once a session exists.
 func TestObserveAllocatesNothing(t *testing.T) {
-	for _, im := range impls {
+	for _, im := range allImpls {
 		t.Run(im.name, func(t *testing.T) {
 			m := fitted(t, im)
 			s := corpus(1, 11)[0]
@@ -339,7 +344,7 @@ func TestObserveAllocatesNothing(t *testing.T) {
 
 // TestUntrained: an untrained model scores everything 1 and checkpoints.
 func TestUntrained(t *testing.T) {
-	for _, im := range impls {
+	for _, im := range allImpls {
 		m := im.make(t)
 		if v := scores(m, []detector.Action{1, 2}, true); v[0] != 1 || v[1] != 1 || v[2] != 1 {
 			t.Errorf("%s untrained: %v", im.name, v)
