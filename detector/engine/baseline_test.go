@@ -37,6 +37,15 @@ func testNGram(t testing.TB) detector.SequenceModel {
 	return m
 }
 
+func testCover(t testing.TB) detector.SequenceModel {
+	t.Helper()
+	m, err := sequence.NewCover(sequence.DefaultCoverConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
 // normal is the only shape of session in the baseline, with one of three targets.
 func normal(i int) []string {
 	tgt := []string{"a", "b", "c"}[i%3]
@@ -103,7 +112,7 @@ func fit(t testing.TB, e *Engine, fresh detector.SequenceModel) [][]detector.Act
 // ends, and the fitted model then alerts on a foreign action and on a foreign order, not on a
 // normal session. Both catalogue models.
 func TestBaselinePhases(t *testing.T) {
-	for name, build := range map[string]func(testing.TB) detector.SequenceModel{"lstm": testLSTM, "ngram": testNGram} {
+	for name, build := range map[string]func(testing.TB) detector.SequenceModel{"lstm": testLSTM, "ngram": testNGram, "cover": testCover} {
 		t.Run(name, func(t *testing.T) {
 			e := baselineEngine(t, build(t), nil)
 			if e.SequenceStatus().Phase != PhaseBaseline {
