@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"sync"
 	"time"
@@ -401,7 +402,13 @@ func (c *Client) run(first chan<- error) {
 			delay = c.cfg.ReconnectMax
 			idx++
 		default:
-			c.cfg.Logger.Debug("agent: attach failed", "node", ai.ID.String(), "err", err)
+			// Until the first attach, every failure is worth a line (a sidecar or agent that
+			// cannot reach any node must say so, not wait in silence); later ones are routine.
+			level := slog.LevelDebug
+			if !reported {
+				level = slog.LevelWarn
+			}
+			c.cfg.Logger.Log(context.Background(), level, "agent: attach failed; retrying", "node", ai.ID.String(), "err", err)
 			idx++
 			c.mu.Lock()
 			cut := c.state == StateCutOff

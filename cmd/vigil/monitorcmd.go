@@ -123,6 +123,7 @@ func runMonitor(cmd *cobra.Command, f monitorFlags, command []string) error {
 		err error
 	}
 	dc := make(chan dialed, 1)
+	log.Info("monitor: connecting to the node", "nodes", f.nodes)
 	go func() {
 		b, err := monitorConnect(ctx, f, log)
 		dc <- dialed{b, err}

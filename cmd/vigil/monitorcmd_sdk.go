@@ -15,5 +15,9 @@ var monitorConnect = func(ctx context.Context, f monitorFlags, log *slog.Logger)
 	}
 	cfg := agent.DefaultConfig()
 	cfg.Key, cfg.Nodes, cfg.Security, cfg.Logger = key, f.nodes, f.security, log
-	return agent.Connect(ctx, cfg)
+	c, err := agent.Connect(ctx, cfg)
+	if err != nil {
+		return nil, err // not a nil *agent.Client in a non-nil monitorBackend
+	}
+	return c, nil
 }

@@ -3,12 +3,14 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/vigil-mesh/vigil/agent"
 	"github.com/vigil-mesh/vigil/identity"
@@ -110,5 +112,25 @@ func TestMonitorRunsProgramAndExitsWithItsCode(t *testing.T) {
 	}
 	if !exitEv {
 		t.Fatalf("no process_exit event with value 7 in %+v", b.events)
+	}
+}
+
+// TestMonitorConnectFailureIsNil: a dial that ends without a session returns a nil backend, not
+// a nil *agent.Client inside a non-nil interface (which a Ctrl-C during the dial used to Close).
+func TestMonitorConnectFailureIsNil(t *testing.T) {
+	k, err := identity.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	f := monitorFlags{key: filepath.Join(t.TempDir(), "agent.key"), security: "tls",
+		nodes: []string{"/ip4/127.0.0.1/tcp/1/p2p/" + k.ID().String()}}
+	b, err := monitorConnect(ctx, f, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err == nil {
+		t.Fatal("connected to a node that does not exist")
+	}
+	if b != nil {
+		t.Fatalf("failed connect returned a non-nil backend %#v", b)
 	}
 }
