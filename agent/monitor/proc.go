@@ -342,8 +342,8 @@ func cpuTicksDelta(prev, cur map[procKey]uint64) uint64 {
 	return d
 }
 
-// Events turns a sample into metric events. prev may be nil (first sample): cpu_usage needs two
-// samples and is then left out.
+// Events turns a sample into metric events. prev may be nil (first sample): cpu_usage and
+// net_bytes need two samples and are then left out.
 func Events(prev *Sample, prevAt time.Time, cur Sample, at time.Time, clkTck int) []agent.Event {
 	attrs := map[string]string{"pid": strconv.Itoa(cur.PID)}
 	if cur.Procs > 1 {
@@ -355,6 +355,9 @@ func Events(prev *Sample, prevAt time.Time, cur Sample, at time.Time, clkTck int
 	var out []agent.Event
 	if prev != nil {
 		out = append(out, ev("cpu_usage", cpuPercent(cpuTicksDelta(prev.Ticks, cur.Ticks), at.Sub(prevAt), clkTck)))
+		if rate, ok := netRate(prev, cur, at.Sub(prevAt)); ok {
+			out = append(out, ev("net_bytes", rate))
+		}
 	}
 	return append(out,
 		ev("memory_bytes", float64(cur.RSSBytes)),
@@ -363,6 +366,15 @@ func Events(prev *Sample, prevAt time.Time, cur Sample, at time.Time, clkTck int
 		ev("net_rx_bytes", float64(cur.NetRx)),
 		ev("net_tx_bytes", float64(cur.NetTx)),
 	)
+}
+
+// netRate is the bytes per second received and sent between two samples (the policy's
+// net_bytes). A counter that went backwards (the namespace's interfaces changed) gives none.
+func netRate(prev *Sample, cur Sample, wall time.Duration) (float64, bool) {
+	if wall <= 0 || cur.NetRx < prev.NetRx || cur.NetTx < prev.NetTx {
+		return 0, false
+	}
+	return float64((cur.NetRx-prev.NetRx)+(cur.NetTx-prev.NetTx)) / wall.Seconds(), true
 }
 
 // Reporter is where the sampler sends its events; Backend satisfies it.

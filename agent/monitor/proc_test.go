@@ -359,3 +359,28 @@ func TestReadSampleChildrenReal(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestNetBytesRate: net_bytes is the bytes per second received and sent between two samples,
+// left out on the first sample and when a counter went backwards.
+func TestNetBytesRate(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	s0 := Sample{PID: 7, NetRx: 1000, NetTx: 500}
+	s1 := Sample{PID: 7, NetRx: 5000, NetTx: 2500}
+	find := func(evs []agent.Event) (float64, bool) {
+		for _, e := range evs {
+			if e.Name == "net_bytes" {
+				return e.Value, true
+			}
+		}
+		return 0, false
+	}
+	if _, ok := find(Events(nil, time.Time{}, s0, t0, 100)); ok {
+		t.Fatal("net_bytes on the first sample")
+	}
+	if v, ok := find(Events(&s0, t0, s1, t0.Add(2*time.Second), 100)); !ok || v != 3000 {
+		t.Fatalf("net_bytes = %v %v, want 3000 bytes/s", v, ok)
+	}
+	if _, ok := find(Events(&s1, t0, s0, t0.Add(2*time.Second), 100)); ok {
+		t.Fatal("net_bytes from a counter that went backwards")
+	}
+}
