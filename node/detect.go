@@ -443,7 +443,8 @@ func (d *detection) follow(first bool) error {
 	if old == nil || !slices.Equal(old.Response.Ladder, doc.Response.Ladder) || old.Response.Window != doc.Response.Window ||
 		old.Response.QuarantineTTL != doc.Response.QuarantineTTL || old.Response.EscalateAfter != doc.Response.EscalateAfter ||
 		old.Response.DryRun != doc.Response.DryRun || old.Response.ThrottleRate != doc.Response.ThrottleRate ||
-		old.Response.ThrottleBurst != doc.Response.ThrottleBurst || old.Response.ThrottleTTL != doc.Response.ThrottleTTL {
+		old.Response.ThrottleBurst != doc.Response.ThrottleBurst || old.Response.ThrottleTTL != doc.Response.ThrottleTTL ||
+		old.Response.RevokeQuorum != doc.Response.RevokeQuorum || old.Response.RevokeQuorumSet != doc.Response.RevokeQuorumSet {
 		if err := d.n.applyResponse(doc.Response); err != nil {
 			d.n.log.Warn("node: detection: response section not applied", "err", err)
 		}
@@ -613,7 +614,7 @@ func (d *detection) restoreLocked() {
 
 // applyResponse maps the policy's response section onto the gossip layer's aggregation
 // (window, ladder, quarantine_ttl, throttle_rate, throttle_burst, throttle_ttl, escalate_after,
-// dry_run; revoke_quorum follows the registry). The aggregator is replaced: signals counted so
+// dry_run; revoke_quorum, when the document names it, as a floor above the registry's). The aggregator is replaced: signals counted so
 // far are forgotten (running throttles and quarantines run to their end).
 func (n *Node) applyResponse(p policy.Response) error {
 	l := n.gossip
@@ -627,6 +628,11 @@ func (n *Node) applyResponse(p policy.Response) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	cfg.RevokeQuorum = l.agg.Config().RevokeQuorum
+	l.policyQuorum = 0
+	if p.RevokeQuorumSet { // the policy raises the registry's quorum, never lowers it
+		l.policyQuorum = p.RevokeQuorum
+		cfg.RevokeQuorum = max(cfg.RevokeQuorum, p.RevokeQuorum)
+	}
 	cfg.Ladder = nil
 	for _, a := range p.Ladder {
 		act, err := response.ParseAction(string(a))

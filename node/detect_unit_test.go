@@ -94,6 +94,16 @@ func TestDetectSequenceParams(t *testing.T) {
 	if _, err := engine.New(cfg); err != nil {
 		t.Fatal(err)
 	}
+	// The covering model takes the same baseline params and its own.
+	doc, err := policy.Parse([]byte("threat_detection:\n  models:\n    - {type: anomaly_detection, algorithm: cover, params: {baseline_sessions: 30, folds: 4}}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg, _, err := engineConfig(doc, func(string, ...any) {}); err != nil || cfg.Sequence.Algorithm() != "cover" || cfg.Baseline.Sessions != 30 {
+		t.Fatalf("cover: %v %+v", err, cfg.Baseline)
+	} else if _, err := engine.New(cfg); err != nil {
+		t.Fatal(err)
+	}
 	for params, msg := range map[string]string{
 		"baseline_sessions: -1":       "threat_detection.models[1].params.baseline_sessions: -1 is not in 0..1000000",
 		"baseline_sessions: many":     "threat_detection.models[1].params.baseline_sessions: many is not an integer",

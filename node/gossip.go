@@ -43,6 +43,9 @@ type gossipLayer struct {
 	mu    sync.Mutex
 	agg   *response.Aggregator
 	lifts map[peer.ID]*time.Timer // end of each local quarantine
+	// policyQuorum is the policy's response.revoke_quorum when the document names it: a floor
+	// above the registry's quorum (0: none).
+	policyQuorum int
 
 	revApplied, revAlready, revRefused, proposals, lifted atomic.Uint64
 	decided                                               [response.Revoke + 1]atomic.Uint64 // decisions that changed a step, by action
@@ -221,7 +224,9 @@ func (l *gossipLayer) onSignal(s identity.Signal) { l.observe(s) }
 
 func (l *gossipLayer) observe(s identity.Signal) {
 	// Follow the registry's revoke_quorum (the default until genesis is applied): the FSM
-	// enforces it anyway, this only avoids proposing what it would refuse.
+	// enforces it anyway, this only avoids proposing what it would refuse. The policy's
+	// response.revoke_quorum can raise it (never lower it): this node then waits for more
+	// reporters before it proposes.
 	q := identity.DefaultRevokeQuorum
 	l.n.consensusNode().Read(func(r *identity.Registry) {
 		if r.Initialised() {
@@ -229,6 +234,7 @@ func (l *gossipLayer) observe(s identity.Signal) {
 		}
 	})
 	l.mu.Lock()
+	q = max(q, l.policyQuorum)
 	if q != l.agg.Config().RevokeQuorum {
 		if err := l.agg.SetRevokeQuorum(q); err != nil {
 			l.n.log.Warn("node: response: revoke quorum", "quorum", q, "err", err)

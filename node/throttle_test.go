@@ -157,3 +157,32 @@ response:
 		}
 	}
 }
+
+// TestPolicyRevokeQuorumFloor: a policy that names response.revoke_quorum raises the quorum this
+// node waits for before it proposes an automated revocation above the registry's, also across
+// signals (which re-read the registry); one that does not name it follows the registry.
+func TestPolicyRevokeQuorumFloor(t *testing.T) {
+	c := startE2EClusterYAML(t, 1, gossipYAML)
+	n := c.nodes[0]
+	quorum := func() int {
+		n.gossip.mu.Lock()
+		defer n.gossip.mu.Unlock()
+		return n.gossip.agg.Config().RevokeQuorum
+	}
+	c.propose(n, &identity.SetPolicy{Version: 1, Document: []byte("response: {revoke_quorum: 3}\n")})
+	waitUntil(t, "the policy's revoke_quorum to apply", func() bool { return quorum() == 3 })
+	c.registerWith("watched", nil, nil)
+	if err := n.ReportAnomaly("watched", "ngram", 0.95, sha256.Sum256([]byte("x"))); err != nil {
+		t.Fatal(err)
+	}
+	if q := quorum(); q != 3 {
+		t.Fatalf("after a signal the quorum is %d, want the policy's 3 (registry %d)", q, identity.DefaultRevokeQuorum)
+	}
+	c.propose(n, &identity.SetPolicy{Version: 2, Document: []byte("response: {dry_run: false}\n")})
+	waitUntil(t, "the registry's quorum again", func() bool {
+		if err := n.ReportAnomaly("watched", "ngram", 0.95, sha256.Sum256([]byte("y"))); err != nil {
+			t.Fatal(err)
+		}
+		return quorum() == identity.DefaultRevokeQuorum
+	})
+}

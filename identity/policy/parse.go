@@ -341,8 +341,11 @@ func (w *walker) document(n *yaml.Node, d *Document) {
 					w.duration(&r.ThrottleTTL)(n, path)
 				},
 				"escalate_after": w.integer(&r.EscalateAfter),
-				"revoke_quorum":  w.integer(&r.RevokeQuorum),
-				"dry_run":        w.boolean(&r.DryRun),
+				"revoke_quorum": func(n *yaml.Node, path string) {
+					r.RevokeQuorumSet = true
+					w.integer(&r.RevokeQuorum)(n, path)
+				},
+				"dry_run": w.boolean(&r.DryRun),
 			})
 		},
 		"allow_disabled": w.boolean(&d.AllowDisabled),

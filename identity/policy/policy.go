@@ -88,7 +88,7 @@ var modelTypes = map[string]bool{"anomaly_detection": true}
 // algorithms are the detector algorithms a model may name. Add one here when detector/ gains it.
 var algorithms = map[string]bool{
 	"lstm": true, "ngram": true, "ewma": true, "gaussian": true, "cad": true,
-	"rrcf": true, "hst": true, "ensemble": true,
+	"rrcf": true, "hst": true, "ensemble": true, "cover": true,
 }
 
 // Metrics returns the metric names a rule may use, sorted.
@@ -251,7 +251,10 @@ type Response struct {
 	ThrottleTTL   time.Duration // how long a throttle lasts; Parse defaults it to quarantine_ttl
 	EscalateAfter int           // repeat quarantines before escalating; default 3
 	RevokeQuorum  int           // distinct nodes' signals an automated revocation needs; default 2
-	DryRun        bool          // record what would happen, do nothing
+	// RevokeQuorumSet says the document names revoke_quorum. Only then does a node use it, as a
+	// floor above the registry's quorum (`vigil response quorum`), which the FSM enforces.
+	RevokeQuorumSet bool
+	DryRun          bool // record what would happen, do nothing
 }
 
 // Document is a parsed, valid cluster policy (when it comes from Parse or passes Validate).
@@ -441,12 +444,13 @@ type (
 		ThrottleBurst int      `yaml:"throttle_burst"`
 		ThrottleTTL   string   `yaml:"throttle_ttl"`
 		EscalateAfter int      `yaml:"escalate_after"`
-		RevokeQuorum  int      `yaml:"revoke_quorum"`
+		RevokeQuorum  *int     `yaml:"revoke_quorum,omitempty"` // only when the document names it
 		DryRun        bool     `yaml:"dry_run"`
 	}
 )
 
-// Canonical renders d as YAML with every key, in schema order, map keys sorted: the same
+// Canonical renders d as YAML with every key (revoke_quorum only when the document names it:
+// otherwise the registry's quorum governs), in schema order, map keys sorted: the same
 // document always renders to the same bytes, and Parse reads them back to an equal document.
 func (d *Document) Canonical() []byte {
 	y := yDoc{
@@ -455,9 +459,12 @@ func (d *Document) Canonical() []byte {
 			Models: []yModel{}},
 		Response: yResp{Window: d.Response.Window.String(), QuarantineTTL: d.Response.QuarantineTTL.String(),
 			ThrottleRate: FormatRate(d.Response.ThrottleRate), ThrottleBurst: d.Response.ThrottleBurst,
-			ThrottleTTL: d.Response.ThrottleTTL.String(), EscalateAfter: d.Response.EscalateAfter, RevokeQuorum: d.Response.RevokeQuorum, DryRun: d.Response.DryRun,
+			ThrottleTTL: d.Response.ThrottleTTL.String(), EscalateAfter: d.Response.EscalateAfter, DryRun: d.Response.DryRun,
 			Ladder: []string{}},
 		AllowDisabled: d.AllowDisabled,
+	}
+	if d.Response.RevokeQuorumSet {
+		y.Response.RevokeQuorum = &d.Response.RevokeQuorum
 	}
 	for _, r := range d.Monitoring.Policies {
 		yr := yRule{Metric: r.Metric, Threshold: r.Threshold.String(), Action: string(r.Action)}

@@ -335,3 +335,30 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// TestRevokeQuorumNamed: only a document that names revoke_quorum sets it (a node then uses it
+// as a floor above the registry's quorum); Canonical keeps the difference.
+func TestRevokeQuorumNamed(t *testing.T) {
+	for _, c := range []struct {
+		in  string
+		set bool
+		q   int
+	}{
+		{"", false, 2},
+		{"response: {dry_run: true}", false, 2},
+		{"response: {revoke_quorum: 3}", true, 3},
+		{"response: {revoke_quorum: 2}", true, 2},
+	} {
+		d, err := Parse([]byte(c.in))
+		if err != nil {
+			t.Fatalf("%q: %v", c.in, err)
+		}
+		if d.Response.RevokeQuorumSet != c.set || d.Response.RevokeQuorum != c.q {
+			t.Errorf("%q: set %v quorum %d, want %v %d", c.in, d.Response.RevokeQuorumSet, d.Response.RevokeQuorum, c.set, c.q)
+		}
+		back, err := Parse(d.Canonical())
+		if err != nil || back.Response.RevokeQuorumSet != c.set || back.Response.RevokeQuorum != c.q {
+			t.Errorf("%q: canonical round trip: %v %+v", c.in, err, back.Response)
+		}
+	}
+}
