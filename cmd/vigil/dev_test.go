@@ -393,3 +393,23 @@ func BenchmarkSendRealMesh(b *testing.B) {
 		}
 	})
 }
+
+// TestDevExplainInactive: a restart after an operator revoked a demo talker says which one and
+// how to get the demo back, not a flag that would not help.
+func TestDevExplainInactive(t *testing.T) {
+	var b strings.Builder
+	(&devDemo{dir: "/tmp/mesh", inactive: []string{"demo-agent-1 is revoked"}}).explain(&b)
+	for _, want := range []string{"no demo traffic: demo-agent-1 is revoked", "rm -rf /tmp/mesh", "vigil agent reinstate"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("explain lacks %q:\n%s", want, b.String())
+		}
+	}
+	if strings.Contains(b.String(), "--agents") {
+		t.Errorf("explain suggests --agents for a revoked agent:\n%s", b.String())
+	}
+	b.Reset()
+	(&devDemo{}).explain(&b)
+	if !strings.Contains(b.String(), "--agents 2 or more") {
+		t.Errorf("too few agents: %s", b.String())
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -38,6 +39,8 @@ type devDemo struct {
 	sidecars map[string]string // agent name → its sidecar's VIGIL_MONITOR_URL
 	every    time.Duration
 	sockDir  string   // a folder created for the sockets when DIR's path is too long for one; removed on close
+	dir      string   // the mesh's folder
+	inactive []string // demo talkers the registry does not hold active: "demo-agent-1 is revoked"
 	programs []func() // the demo programs, started by begin
 	dctx     context.Context
 }
@@ -50,7 +53,7 @@ const maxSockPath = 100
 
 func startDemo(ctx context.Context, out io.Writer, o devOptions, nodes []*devNode, logger *slog.Logger) (*devDemo, error) {
 	dctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	d := &devDemo{cancel: cancel, dctx: dctx, at: map[string]string{}, sidecars: map[string]string{}, every: o.msgEvery}
+	d := &devDemo{cancel: cancel, dctx: dctx, at: map[string]string{}, sidecars: map[string]string{}, every: o.msgEvery, dir: o.dir}
 	ok := false
 	defer func() {
 		if !ok {
@@ -64,6 +67,9 @@ func startDemo(ctx context.Context, out io.Writer, o devOptions, nodes []*devNod
 		nodes[0].node.Read(func(r *identity.Registry) {
 			a, ok := r.Agent(name)
 			active = ok && a.StatusAt(time.Now()) == identity.StatusActive
+			if ok && !active && slices.Contains(demoTalkers[:], name) {
+				d.inactive = append(d.inactive, fmt.Sprintf("%s is %s", name, a.StatusAt(time.Now())))
+			}
 		})
 		if !active {
 			continue // revoked, quarantined or expired, as an operator left it: the gaters refuse it
@@ -192,7 +198,13 @@ func (d *devDemo) talker() string {
 // explain writes what the demo agents do.
 func (d *devDemo) explain(w io.Writer) {
 	if d == nil || len(d.sidecars) < 2 {
-		fmt.Fprintln(w, "no demo traffic: it needs demo-agent-1 and demo-agent-2 active (--agents 2 or more)")
+		if d != nil && len(d.inactive) > 0 {
+			fmt.Fprintf(w, "\nno demo traffic: %s (as an operator left it; the registry survives restarts).\n"+
+				"Start a fresh mesh with rm -rf %s, or reinstate the agent (vigil agent reinstate NAME --agent-id ID --ttl 720h).\n",
+				strings.Join(d.inactive, ", "), d.dir)
+			return
+		}
+		fmt.Fprintln(w, "\nno demo traffic: it needs demo-agent-1 and demo-agent-2 (--agents 2 or more)")
 		return
 	}
 	fmt.Fprintf(w, "\n%s and %s run through their own vigil monitor sidecar (in this process; a small Go program\n"+
