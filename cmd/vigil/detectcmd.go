@@ -60,6 +60,9 @@ scores and its end's, as the ADFA-LD benchmark ranks sessions).
 
 Baseline: --train FILE is learned first (same format, not written out); --train-rows N makes
 the first N rows of FILE the baseline: they are learned and written with anomaly_score 0.
+Without either, the models learn as they go: a model scores 0 until it has seen enough rows
+to know what normal is (hst: its window, 256 rows by default; the calibrated metric models: a
+warm-up of their own). On a short file give --train-rows, or a smaller window (--param window=64).
 
 A row whose time is before the previous row's is scored at the previous row's time. Bad input
 (a non-numeric value, a missing column, a ragged row, an unparsable time) is an error naming
