@@ -6,6 +6,8 @@ PKGS      := ./...
 RACE_PKGS := ./identity/... ./consensus/... ./node/... ./gossip/...
 FUZZTIME  ?= 3s
 DEVDIR    ?= .vigil-dev
+# VERSION is what `vigil version` prints: the commit (and -dirty with local changes).
+VERSION   ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 
 .PHONY: bench-detect-seq
 .PHONY: example-python image test-docker generate all build run test test-unit fmt-check vet lint fuzz fuzz-short bench bench-deps clean
@@ -13,7 +15,7 @@ DEVDIR    ?= .vigil-dev
 all: build
 
 build:
-	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN) ./cmd/vigil
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/vigil
 
 # run: a local mesh on embedded defaults.
 run: build

@@ -422,7 +422,7 @@ func startDevNode(o devOptions, i int, genesisBytes, keyring []byte, first *devN
 	if err != nil {
 		return nil, fmt.Errorf("dev: %s: %w", name, err)
 	}
-	d, err := node.Start(cfg, logger.With("node", name))
+	d, err := node.Start(cfg, logger) // the node adds its name to every line
 	if err != nil {
 		return nil, fmt.Errorf("dev: %s: %w (is another mesh running? try --base-port)", name, err)
 	}
@@ -611,7 +611,7 @@ func printDevStatus(ctx context.Context, out io.Writer, m *devMesh) {
 	if err != nil {
 		fmt.Fprintf(&buf, "reading the registry from %s: %v\n", last.name, err)
 	}
-	fmt.Fprintf(&buf, "\nthe agents above were read from %s's own replica (a consistent read)\n", last.name)
+	fmt.Fprintf(&buf, "\nthe agents above were read from %s's replica once the leader confirmed it is up to date (a consistent read)\n", last.name)
 	m.demo.explain(&buf)
 	fmt.Fprintf(&buf, "\ndata in %s", o.dir)
 	if m.logPath != "" {

@@ -2,6 +2,8 @@ package main
 
 import (
 	"fmt"
+	"runtime/debug"
+	"strings"
 
 	"github.com/spf13/cobra"
 )
@@ -44,8 +46,38 @@ func newVersionCmd() *cobra.Command {
 		Short: "Print the version of this binary",
 		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			fmt.Fprintf(cmd.OutOrStdout(), "vigil %s\n", version)
+			fmt.Fprintln(cmd.OutOrStdout(), versionLine())
 			return nil
 		},
 	}
+}
+
+// versionLine is "vigil VERSION (commit REV[, modified], GO)": the commit and Go version come
+// from the build information Go embeds, so a binary built without -ldflags still says what it is.
+func versionLine() string {
+	line := "vigil " + version
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		return line
+	}
+	var rev string
+	modified := false
+	for _, s := range info.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			modified = s.Value == "true"
+		}
+	}
+	var parts []string
+	if rev != "" {
+		c := "commit " + rev[:min(len(rev), 12)]
+		if modified {
+			c += ", modified"
+		}
+		parts = append(parts, c)
+	}
+	parts = append(parts, info.GoVersion)
+	return line + " (" + strings.Join(parts, ", ") + ")"
 }
