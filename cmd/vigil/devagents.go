@@ -256,8 +256,13 @@ type demoAgent struct {
 	every time.Duration //
 
 	mu       sync.Mutex
-	sendSeen map[string]string // per destination, the last send outcome reported, to print changes only
+	sendSeen map[string]string    // per destination, the last send outcome, to print changes only
+	printed  map[string]time.Time // per destination and outcome, when it was last printed
 }
+
+// reprintAfter keeps an outcome that flips back and forth (a throttled agent: delivered,
+// refused, delivered, …) to a line per outcome this often.
+const reprintAfter = 30 * time.Second
 
 // answerPrefix marks an answer, which is not answered again.
 const answerPrefix = "re: "
@@ -355,12 +360,18 @@ func (a *demoAgent) send(ctx context.Context, to, body string) {
 	}
 	a.mu.Lock()
 	if a.sendSeen == nil {
-		a.sendSeen = map[string]string{}
+		a.sendSeen, a.printed = map[string]string{}, map[string]time.Time{}
 	}
+	now := time.Now()
 	changed := seen != a.sendSeen[to]
 	a.sendSeen[to] = seen
+	key := to + "\x00" + seen
+	print := changed && now.Sub(a.printed[key]) >= reprintAfter
+	if print {
+		a.printed[key] = now
+	}
 	a.mu.Unlock()
-	if changed {
+	if print {
 		fmt.Fprintln(a.out, line)
 	}
 }
