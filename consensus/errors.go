@@ -3,6 +3,7 @@ package consensus
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/vigil-mesh/vigil/identity"
 )
@@ -67,11 +68,26 @@ func errorForCode(code, detail string) error {
 	}
 	for _, c := range consensusCodes {
 		if c.code == code {
+			// detail is the remote error's text, already "consensus: …: <sentinel>": keep it
+			// and add the sentinel's text only when it is missing, so it is not said twice.
+			if strings.HasSuffix(detail, c.err.Error()) || strings.Contains(detail, c.err.Error()+": ") {
+				return &remoteError{msg: "consensus: remote: " + strings.TrimPrefix(detail, "consensus: "), err: c.err}
+			}
 			return fmt.Errorf("consensus: remote: %s: %w", detail, c.err)
 		}
 	}
 	return identity.ErrorForCode(code, detail)
 }
+
+// remoteError is a peer's error rebuilt from its code and text: the text as it was, wrapping
+// the code's sentinel.
+type remoteError struct {
+	msg string
+	err error
+}
+
+func (e *remoteError) Error() string { return e.msg }
+func (e *remoteError) Unwrap() error { return e.err }
 
 // errf wraps a sentinel under the package prefix.
 func errf(sentinel error, format string, args ...any) error {

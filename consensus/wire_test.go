@@ -3,6 +3,7 @@ package consensus
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -102,4 +103,33 @@ func FuzzDecodeJoinResponse(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		_, _ = decodeJoinResponse(bytes.NewReader(b))
 	})
+}
+
+// TestWireResultText: an error that crossed the propose protocol reads as it did on the leader
+// (the registry's text once, not "identity: identity: … version conflict: version conflict"),
+// and still matches its sentinel.
+func TestWireResultText(t *testing.T) {
+	for _, orig := range []error{
+		fmt.Errorf("identity: version: got 5, want 2: %w", identity.ErrVersionConflict),
+		errf(ErrNotAdmitted, "peer x"),
+		errf(ErrNoLeader, "no known leader"),
+	} {
+		// Two hops: a follower forwards to a leader that forwarded once already.
+		r, err := decodeResult(bytes.NewReader(encodeResult(resultFor(7, orig))))
+		if err != nil {
+			t.Fatal(err)
+		}
+		r2 := resultFor(7, r.Err())
+		got := r2.Err()
+		want := orig.Error()
+		for _, s := range []error{identity.ErrVersionConflict, ErrNotAdmitted, ErrNoLeader} {
+			if errors.Is(orig, s) != errors.Is(got, s) {
+				t.Fatalf("%q: errors.Is(%v) changed", got, s)
+			}
+		}
+		sentinel := want[strings.LastIndex(want, ": ")+2:]
+		if strings.Count(got.Error(), sentinel) != 1 || strings.Count(got.Error(), "identity: ")+strings.Count(got.Error(), "consensus: ") != 1 {
+			t.Fatalf("rebuilt %q from %q", got, want)
+		}
+	}
 }

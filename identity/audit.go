@@ -13,6 +13,8 @@ type AuditQuery struct {
 	From, To  time.Time // [From, To); zero = open
 	AfterSeq  uint64    // only entries with Seq > AfterSeq (for paging); 0 = from the start
 	Limit     int       // at most this many, oldest first; <= 0 = no limit
+	BeforeSeq uint64    // only entries with Seq < BeforeSeq (paging back from the newest); 0 = to the end
+	Newest    bool      // with Limit: the newest Limit entries of the selection (still oldest first)
 }
 
 // AuditEntry records one applied command.
@@ -94,8 +96,33 @@ func (r *Registry) auditView(idx uint32) AuditEntry {
 }
 
 // Audit returns the entries matching q, oldest first. With a principal it reads only that
-// principal's index; the time range is found by binary search (entry times never decrease).
+// principal's index; the time range is found by binary search (entry times never decrease), so
+// the cost is that of the entries returned, from either end (Newest).
 func (r *Registry) Audit(q AuditQuery) []AuditEntry {
+	at, lo, hi := r.auditRange(q)
+	if q.Limit > 0 && hi-lo > q.Limit {
+		if q.Newest {
+			lo = hi - q.Limit
+		} else {
+			hi = lo + q.Limit
+		}
+	}
+	var out []AuditEntry
+	for i := lo; i < hi; i++ {
+		out = append(out, r.auditView(at(i)))
+	}
+	return out
+}
+
+// AuditCount returns how many entries Audit(q) would return without q.Limit.
+func (r *Registry) AuditCount(q AuditQuery) int {
+	_, lo, hi := r.auditRange(q)
+	return hi - lo
+}
+
+// auditRange returns the selection of q as positions [lo, hi) in a list whose i-th element is
+// the audit index at(i) (all entries, or the principal's), ignoring Limit.
+func (r *Registry) auditRange(q AuditQuery) (at func(int) uint32, lo, hi int) {
 	var idxs []uint32 // nil with all == true means every entry
 	all := q.Principal == ""
 	if !all {
@@ -109,13 +136,12 @@ func (r *Registry) Audit(q AuditQuery) []AuditEntry {
 	if !all {
 		n = len(idxs)
 	}
-	at := func(i int) uint32 {
+	at = func(i int) uint32 {
 		if all {
 			return uint32(i)
 		}
 		return idxs[i]
 	}
-	lo := 0
 	if !q.From.IsZero() {
 		from := timeToWire(q.From)
 		lo = sort.Search(n, func(i int) bool { return r.audit[at(i)].t >= from })
@@ -123,19 +149,15 @@ func (r *Registry) Audit(q AuditQuery) []AuditEntry {
 	if q.AfterSeq > 0 {
 		lo = max(lo, sort.Search(n, func(i int) bool { return uint64(at(i))+1 > q.AfterSeq }))
 	}
-	hi := n
+	hi = n
 	if !q.To.IsZero() {
 		to := timeToWire(q.To)
 		hi = sort.Search(n, func(i int) bool { return r.audit[at(i)].t >= to })
 	}
-	var out []AuditEntry
-	for i := lo; i < hi; i++ {
-		if q.Limit > 0 && len(out) >= q.Limit {
-			break
-		}
-		out = append(out, r.auditView(at(i)))
+	if q.BeforeSeq > 0 {
+		hi = min(hi, sort.Search(n, func(i int) bool { return uint64(at(i))+1 >= q.BeforeSeq }))
 	}
-	return out
+	return at, lo, max(hi, lo)
 }
 
 // AuditLen returns the number of audit entries (the last Seq).

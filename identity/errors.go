@@ -3,6 +3,7 @@ package identity
 import (
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // Sentinel errors. Every error returned by this package wraps exactly one of these (decode errors
@@ -75,18 +76,40 @@ func CodeOf(err error) string {
 }
 
 // ErrorForCode rebuilds an error from a code produced by CodeOf (for example on another node) so
-// that errors.Is keeps working. An unknown code gives an error that wraps no sentinel.
+// that errors.Is keeps working. detail is normally the original error's text, which already
+// carries the package prefix and the sentinel's text: it is kept as it is, and the prefix or the
+// sentinel's text is added only where it is missing, so a message that crosses several nodes
+// does not grow ("identity: identity: … version conflict: version conflict"). An unknown code
+// gives an error that wraps no sentinel.
 func ErrorForCode(code, detail string) error {
 	for _, c := range codes {
 		if c.code == code {
+			errs := []error{c.err}
 			if c.err == ErrTooLarge {
-				return fmt.Errorf("identity: %s: %w: %w", detail, ErrTooLarge, ErrMalformed)
+				errs = append(errs, ErrMalformed)
 			}
-			return fmt.Errorf("identity: %s: %w", detail, c.err)
+			msg := detail
+			if !strings.HasSuffix(msg, c.err.Error()) && !strings.Contains(msg, c.err.Error()+": ") {
+				msg += ": " + c.err.Error()
+			}
+			if !strings.HasPrefix(msg, "identity: ") {
+				msg = "identity: " + msg
+			}
+			return &remoteError{msg: msg, errs: errs}
 		}
 	}
 	return fmt.Errorf("identity: %s (unknown error code %q)", detail, code)
 }
+
+// remoteError is an error rebuilt from its code and its text: its message is the text, and it
+// wraps the code's sentinels.
+type remoteError struct {
+	msg  string
+	errs []error
+}
+
+func (e *remoteError) Error() string   { return e.msg }
+func (e *remoteError) Unwrap() []error { return e.errs }
 
 // errf wraps a sentinel under the package prefix.
 func errf(sentinel error, format string, args ...any) error {

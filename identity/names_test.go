@@ -151,6 +151,17 @@ func TestErrorCodes(t *testing.T) {
 	if len(codes) != 21 {
 		t.Fatalf("%d codes, want one per sentinel (21)", len(codes))
 	}
+	// Rebuilding the text of an error (as a node does with a forwarded rejection) keeps it as it
+	// was: neither the prefix nor the sentinel's text is repeated, however often it crosses.
+	orig := errf(ErrVersionConflict, "version: got 5, want 2")
+	again := ErrorForCode(CodeOf(orig), ErrorForCode(CodeOf(orig), orig.Error()).Error())
+	if again.Error() != orig.Error() || !errors.Is(again, ErrVersionConflict) {
+		t.Fatalf("rebuilt %q, want %q", again, orig)
+	}
+	if big := ErrorForCode("too_large", tooLargef("x").Error()); big.Error() != tooLargef("x").Error() ||
+		!errors.Is(big, ErrTooLarge) || !errors.Is(big, ErrMalformed) {
+		t.Fatalf("rebuilt too large: %q", big)
+	}
 	if CodeOf(ErrorForCode("nope", "d")) != "unknown" {
 		t.Fatal("unknown code")
 	}

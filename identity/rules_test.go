@@ -1,6 +1,7 @@
 package identity
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -309,6 +310,35 @@ func TestAudit(t *testing.T) {
 	}
 	if len(f.reg.Audit(AuditQuery{Principal: "nobody"})) != 0 {
 		t.Fatal("unknown principal")
+	}
+	// The newest entries, paging back with BeforeSeq, and the count of a selection.
+	seqs := func(es []AuditEntry) (out []uint64) {
+		for _, e := range es {
+			out = append(out, e.Seq)
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		name string
+		q    AuditQuery
+		want []uint64
+	}{
+		{"newest 2", AuditQuery{Limit: 2, Newest: true}, []uint64{4, 5}},
+		{"newest 2 before 4", AuditQuery{Limit: 2, Newest: true, BeforeSeq: 4}, []uint64{2, 3}},
+		{"newest 9 before 3", AuditQuery{Limit: 9, Newest: true, BeforeSeq: 3}, []uint64{1, 2}},
+		{"before 1", AuditQuery{BeforeSeq: 1}, nil},
+		{"oldest 2 before 5", AuditQuery{Limit: 2, BeforeSeq: 5}, []uint64{1, 2}},
+		{"newest of a1", AuditQuery{Principal: "a1", Limit: 2, Newest: true}, []uint64{4, 5}},
+		{"newest in range", AuditQuery{To: t0.Add(2 * time.Minute), Limit: 1, Newest: true}, []uint64{3}},
+		{"after and before", AuditQuery{AfterSeq: 3, BeforeSeq: 3}, nil},
+	} {
+		if got := seqs(f.reg.Audit(tc.q)); !slices.Equal(got, tc.want) {
+			t.Errorf("%s: seqs %v, want %v", tc.name, got, tc.want)
+		}
+		if n := f.reg.AuditCount(tc.q); n != len(f.reg.Audit(AuditQuery{Principal: tc.q.Principal, From: tc.q.From, To: tc.q.To,
+			AfterSeq: tc.q.AfterSeq, BeforeSeq: tc.q.BeforeSeq})) {
+			t.Errorf("%s: count %d", tc.name, n)
+		}
 	}
 }
 

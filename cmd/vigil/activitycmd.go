@@ -40,6 +40,9 @@ record a message).`,
 				}
 				req.Since = timestamppb.New(t)
 			}
+			if err := checkLimit(limit); err != nil {
+				return err
+			}
 			c, err := f.dial()
 			if err != nil {
 				return err
@@ -56,10 +59,21 @@ record a message).`,
 			return printActivity(cmd.OutOrStdout(), resp.Msg.Records)
 		},
 	}
-	f.register(cmd, false)
+	f.register(cmd, plainFlags)
 	cmd.Flags().StringVar(&since, "since", "", "only records since a duration ago (10m, 1h) or an RFC 3339 time")
 	cmd.Flags().Uint32Var(&limit, "limit", 100, "newest records to show (at most 10000)")
 	return cmd
+}
+
+// maxListLimit is the most records, alerts or decisions a node returns in one answer.
+const maxListLimit = 10_000
+
+// checkLimit refuses a --limit the node would cut silently.
+func checkLimit(limit uint32) error {
+	if limit < 1 || limit > maxListLimit {
+		return usagef("--limit %d: must be from 1 to %d", limit, maxListLimit)
+	}
+	return nil
 }
 
 // parseSince accepts a duration before now or an RFC 3339 time.

@@ -21,6 +21,10 @@ func TestAgentActivityCmd(t *testing.T) {
 		Peer: "worker", Outcome: "no_capability", Hop: "sender-node"})
 	testActivity.Add(telemetry.Record{Time: now, Agent: "other", Kind: telemetry.KindEvent, Action: "metric:cpu_usage"})
 	flags := []string{"--socket", sock, "--key", keyPath}
+	// The node answers only for agents its registry holds.
+	if out, code := runAdmin(t, append([]string{"agent", "register", "planner-1", "--agent-id", newID(t)}, flags...)...); code != exitOK {
+		t.Fatalf("register: %d %s", code, out)
+	}
 
 	out, code := runAdmin(t, append([]string{"agent", "activity", "planner-1"}, flags...)...)
 	if code != exitOK || !strings.Contains(out, "no_capability") || !strings.Contains(out, "sender-node") ||

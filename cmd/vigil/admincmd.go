@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -23,7 +24,9 @@ import (
 )
 
 // Environment variables that point the admin commands at a node (vigil dev writes them to
-// DIR/vigil.env). Flags override them.
+// DIR/vigil.env). A flag given on the command line wins over its variable; --node on the command
+// line also sets $VIGIL_ADMIN_SOCKET aside (and $VIGIL_NODE_ID, unless --node equals
+// $VIGIL_ADMIN_ADDR), and --socket on the command line sets $VIGIL_ADMIN_ADDR aside.
 const (
 	envAdminAddr     = "VIGIL_ADMIN_ADDR"
 	envNodeID        = "VIGIL_NODE_ID"
@@ -32,31 +35,71 @@ const (
 	adminCallTimeout = 30 * time.Second
 )
 
+// flagKind says which optional flags a command registers besides the connection and output
+// flags.
+type flagKind int
+
+const (
+	plainFlags  flagKind = iota // no --consistent, no --out: node-local reads and unsigned requests
+	readFlags                   // --consistent: reads of the replicated registry
+	signedFlags                 // --out: commands signed with the operator key (sent or written to a file)
+)
+
 // adminFlags are the connection and output flags shared by every admin command.
 type adminFlags struct {
 	node, nodeID, key, socket, output string
 	consistent                        bool
-	out                               string // writes: sign and write an approval file instead of sending
+	out                               string         // signed commands: sign and write an approval file instead of sending
+	cmd                               *cobra.Command // the command the flags are registered on
 }
 
-func (f *adminFlags) register(cmd *cobra.Command, reads bool) {
+func (f *adminFlags) register(cmd *cobra.Command, kind flagKind) {
 	p := cmd.PersistentFlags()
-	p.StringVar(&f.node, "node", os.Getenv(envAdminAddr), "admin API address HOST:PORT (mutual TLS) [$"+envAdminAddr+"]")
-	p.StringVar(&f.nodeID, "node-id", os.Getenv(envNodeID), "peer ID of the node at --node, pinned [$"+envNodeID+"]")
+	f.cmd = cmd
+	p.StringVar(&f.node, "node", os.Getenv(envAdminAddr), "admin API address HOST:PORT (mutual TLS) [$"+envAdminAddr+
+		"]; given here, it sets $"+envAdminSocket+" aside")
+	p.StringVar(&f.nodeID, "node-id", os.Getenv(envNodeID), "peer ID of the node at --node, pinned [$"+envNodeID+
+		", used only for the node at $"+envAdminAddr+"]")
 	p.StringVar(&f.key, "key", os.Getenv(envOperatorKey), "operator key file: TLS identity, and signs commands [$"+envOperatorKey+"]")
-	p.StringVar(&f.socket, "socket", os.Getenv(envAdminSocket), "node's admin Unix socket, instead of --node [$"+envAdminSocket+"]")
+	p.StringVar(&f.socket, "socket", os.Getenv(envAdminSocket), "node's admin Unix socket, instead of --node [$"+envAdminSocket+
+		"]; given here, it sets $"+envAdminAddr+" aside")
 	p.StringVarP(&f.output, "output", "o", "table", "output format: table or json")
-	if reads {
+	switch kind {
+	case readFlags:
 		p.BoolVar(&f.consistent, "consistent", false, "linearizable read through the leader instead of the node's local view")
-	} else if cmd.Name() != "approve" && cmd.Name() != "submit" && cmd.Name() != "lift" { // a lift carries no signed command
+	case signedFlags:
 		p.StringVar(&f.out, "out", "", "sign the command and write it to this approval file instead of sending it (M-of-N: see vigil approve)")
 	}
 }
 
-// validate checks the flags that do not depend on the subcommand.
+// explicit reports whether the flag name was given on the command line (not from the environment).
+func (f *adminFlags) explicit(name string) bool {
+	if f.cmd == nil {
+		return false
+	}
+	fl := f.cmd.PersistentFlags().Lookup(name)
+	return fl != nil && fl.Changed
+}
+
+// validate checks the flags that do not depend on the subcommand and settles which node to talk
+// to: a flag given on the command line wins over every environment variable, so --node sets
+// $VIGIL_ADMIN_SOCKET aside (and --socket $VIGIL_ADMIN_ADDR); both on the command line is an error.
 func (f *adminFlags) validate() error {
 	if f.output != "table" && f.output != "json" {
 		return usagef("--output %q: must be table or json", f.output)
+	}
+	nodeSet, socketSet := f.explicit("node"), f.explicit("socket")
+	switch {
+	case nodeSet && socketSet:
+		return usagef("--node and --socket both given: give one (the node over mutual TLS, or its Unix socket)")
+	case nodeSet:
+		f.socket = ""
+		// $VIGIL_NODE_ID pins the node at $VIGIL_ADMIN_ADDR, not another one.
+		if !f.explicit("node-id") && f.node != os.Getenv(envAdminAddr) {
+			f.nodeID = ""
+		}
+	case socketSet:
+		f.node = ""
 	}
 	if f.socket == "" && f.node == "" {
 		return usagef("no node: set --node (with --node-id and --key) or --socket, or $%s / $%s", envAdminAddr, envAdminSocket)
@@ -80,7 +123,8 @@ func (f *adminFlags) dial() (client.Client, error) {
 		return client.DialUnix(f.socket), nil
 	}
 	if f.nodeID == "" {
-		return nil, usagef("--node-id: required with --node (the node's peer ID is pinned) [$%s]", envNodeID)
+		return nil, usagef("--node-id: required with --node %s (the node's peer ID is pinned; $%s counts only for $%s)",
+			f.node, envNodeID, envAdminAddr)
 	}
 	id, err := identity.ParseID(f.nodeID)
 	if err != nil {
@@ -93,15 +137,55 @@ func (f *adminFlags) dial() (client.Client, error) {
 	return client.Dial(f.node, id.Peer(), k)
 }
 
-// adminCall wraps an API error so the message says what failed and the code that scripts see.
+// adminCall wraps an API error so the message says what failed, why (once: the node's text
+// without the transport's code word in front) and the code that scripts see.
 func adminCall(what string, err error) error {
 	if err == nil {
 		return nil
 	}
-	if c := client.Code(err); c != "" && c != "unknown" {
-		return fmt.Errorf("%s: %w (code %s)", what, err, c)
+	return &adminError{what: what, msg: apiMessage(err), code: apiCode(err), err: err}
+}
+
+// adminError is an admin API refusal as the CLI reports it: "WHAT: WHY[; HINT] (code CODE)".
+type adminError struct {
+	what, msg, hint, code string
+	err                   error
+}
+
+func (e *adminError) Error() string {
+	s := e.what + ": " + e.msg
+	if e.hint != "" {
+		s += "; " + e.hint
 	}
-	return fmt.Errorf("%s: %w", what, err)
+	if e.code != "" {
+		s += " (code " + e.code + ")"
+	}
+	return s
+}
+
+func (e *adminError) Unwrap() error { return e.err }
+
+// apiMessage is the node's explanation in err: for an API error its message alone (its
+// Error() starts with the transport's code word, which apiCode reports instead).
+func apiMessage(err error) string {
+	var ce *connect.Error
+	if errors.As(err, &ce) && ce.Message() != "" {
+		return ce.Message()
+	}
+	return err.Error()
+}
+
+// apiCode is the stable code of an API error (a registry or consensus code), else the
+// transport's code ("not_found", "unavailable", …), else "".
+func apiCode(err error) string {
+	if c := client.Code(err); c != "" && c != "unknown" {
+		return c
+	}
+	var ce *connect.Error
+	if errors.As(err, &ce) {
+		return ce.Code().String()
+	}
+	return ""
 }
 
 // adminArgs makes a positional-argument error a usage error (exit code 2).
@@ -168,7 +252,7 @@ func newStatusCmd() *cobra.Command {
 			return tw.Flush()
 		},
 	}
-	f.register(cmd, true)
+	f.register(cmd, readFlags)
 	cmd.Flags().BoolVar(&withHash, "hash", false, "also show the registry hash (reads the whole registry)")
 	return cmd
 }
@@ -218,7 +302,7 @@ func newMembersCmd() *cobra.Command {
 			return tw.Flush()
 		},
 	}
-	f.register(cmd, true)
+	f.register(cmd, readFlags)
 	cmd.AddCommand(newMembersAdmitCmd(), newMembersRemoveCmd())
 	return cmd
 }
@@ -302,7 +386,7 @@ func newAgentListCmd() *cobra.Command {
 			return printAgents(cmd.OutOrStdout(), all.Agents)
 		},
 	}
-	f.register(cmd, true)
+	f.register(cmd, readFlags)
 	cmd.Flags().StringVarP(&selector, "selector", "l", "", "label selector k=v[,k=v…]: agents carrying every pair")
 	cmd.Flags().StringVar(&status, "status", "", "only agents in this status: active, quarantined, revoked or expired")
 	return cmd
@@ -348,7 +432,7 @@ func newAgentShowCmd() *cobra.Command {
 			return tw.Flush()
 		},
 	}
-	f.register(cmd, true)
+	f.register(cmd, readFlags)
 	return cmd
 }
 
@@ -396,15 +480,16 @@ func signAndSend(cmd *cobra.Command, f *adminFlags, what string, p identity.Payl
 	defer cancel()
 	resp, err := send(c, ctx, connect.NewRequest(&adminv1.SignedCommand{Command: command.Encode()}))
 	if err != nil {
-		if client.Code(err) == "insufficient_signatures" {
-			return fmt.Errorf("%s: %w; %s", what, err, mOfNHint(view.needed(p)))
+		ae := adminCall(what, err).(*adminError)
+		if ae.code == "insufficient_signatures" {
+			ae.hint = mOfNHint(view.needed(p))
 		}
-		return adminCall(what, err)
+		return ae
 	}
 	if f.output == "json" {
 		return printJSON(cmd.OutOrStdout(), resp.Msg)
 	}
-	fmt.Fprintf(cmd.OutOrStdout(), "%s: applied at index %d (audit seq %d)\n", what, resp.Msg.AppliedIndex, resp.Msg.AuditSeq)
+	fmt.Fprintf(cmd.OutOrStdout(), "%s: applied at index %d%s\n", what, resp.Msg.AppliedIndex, auditSeqNote(resp.Msg.AuditSeq))
 	return nil
 }
 
@@ -449,7 +534,7 @@ must be renewed. The command is signed with your operator key.`,
 			return signAndSend(cmd, f, "agent register", p, client.Client.RegisterAgent)
 		},
 	}
-	f.register(cmd, false)
+	f.register(cmd, signedFlags)
 	cmd.Flags().StringVar(&agentID, "agent-id", "", "the agent's peer ID (12D3KooW…)")
 	cmd.Flags().StringArrayVar(&labels, "label", nil, "label key=value (repeatable)")
 	cmd.Flags().StringArrayVar(&caps, "capability", nil, "capability the agent may use (repeatable)")
@@ -461,19 +546,53 @@ func newAgentRevokeCmd() *cobra.Command {
 	f := &adminFlags{}
 	var reason string
 	cmd := &cobra.Command{
-		Use:     "revoke NAME",
+		Use:     "revoke NAME|ID",
 		Short:   "Revoke an agent everywhere: its key and its name",
 		Example: `  vigil agent revoke planner-1 --reason "key leaked"`,
 		Args:    adminArgs(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := identity.ValidateName(args[0]); err != nil {
-				return usagef("NAME: %v", err)
+			name, err := agentName(cmd, f, args[0])
+			if err != nil {
+				return err
 			}
-			return signAndSend(cmd, f, "agent revoke", &identity.RevokeAgent{Name: args[0], Reason: reason},
+			return signAndSend(cmd, f, "agent revoke", &identity.RevokeAgent{Name: name, Reason: reason},
 				client.Client.RevokeAgent)
 		},
 	}
-	f.register(cmd, false)
+	f.register(cmd, signedFlags)
 	cmd.Flags().StringVar(&reason, "reason", "", "why (recorded in the audit history)")
 	return cmd
+}
+
+// agentName returns the agent name a NAME argument stands for. The registry's agent commands
+// take a name; a peer ID is accepted too and looked up on the node (the agent holding that key).
+func agentName(cmd *cobra.Command, f *adminFlags, arg string) (string, error) {
+	nameErr := identity.ValidateName(arg)
+	if nameErr == nil {
+		return arg, nil
+	}
+	id, err := identity.ParseID(arg)
+	if err != nil {
+		return "", usagef("NAME %q: %s takes the agent's name or its peer ID; as a name: %v", arg, cmd.CommandPath(), nameErr)
+	}
+	c, err := f.dial()
+	if err != nil {
+		return "", err
+	}
+	ctx, cancel := adminCtx(cmd)
+	defer cancel()
+	resp, err := c.GetAgent(ctx, connect.NewRequest(&adminv1.GetAgentRequest{Id: id.String(), Consistent: true}))
+	if err != nil {
+		return "", adminCall(fmt.Sprintf("%s: look up the agent with peer ID %s", cmd.CommandPath(), id), err)
+	}
+	return resp.Msg.Agent.Name, nil
+}
+
+// auditSeqNote is " (audit seq N)", or "" when the node could not tell (audit seq 0: it had not
+// applied the entry yet when it answered a forwarded write). Seqs start at 1.
+func auditSeqNote(seq uint64) string {
+	if seq == 0 {
+		return ""
+	}
+	return fmt.Sprintf(" (audit seq %d)", seq)
 }

@@ -24,6 +24,21 @@ import (
 // runAdmin runs the command line with the admin commands wired in (root.go is the lead's).
 func runAdmin(t *testing.T, args ...string) (string, int) {
 	t.Helper()
+	var out bytes.Buffer
+	code := runAdminTo(t, &out, &out, args...)
+	return out.String(), code
+}
+
+// runAdminSplit is runAdmin with stdout and stderr apart (the error is at the end of stderr).
+func runAdminSplit(t *testing.T, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	code = runAdminTo(t, &out, &errOut, args...)
+	return out.String(), errOut.String(), code
+}
+
+func runAdminTo(t *testing.T, stdout, stderr *bytes.Buffer, args ...string) int {
+	t.Helper()
 	root := newRootCmd()
 	have := map[string]bool{}
 	for _, c := range root.Commands() {
@@ -34,14 +49,14 @@ func runAdmin(t *testing.T, args ...string) (string, int) {
 			root.AddCommand(mk())
 		}
 	}
-	var out bytes.Buffer
 	root.SetArgs(args)
-	root.SetOut(&out)
-	root.SetErr(&out)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
 	if err := root.ExecuteContext(context.Background()); err != nil {
-		return out.String() + err.Error(), exitCode(err)
+		stderr.WriteString(err.Error())
+		return exitCode(err)
 	}
-	return out.String(), exitOK
+	return exitOK
 }
 
 // adminNode starts a real one-node cluster with the admin API on TLS and a Unix socket, and
@@ -212,5 +227,152 @@ func TestAdminCommands(t *testing.T) {
 				t.Fatalf("want exit %d, got %d: %s", exitUsage, code, out)
 			}
 		})
+	}
+}
+
+// TestNodeFlagsOverEnvironment: a flag on the command line wins over the environment; --node on
+// the command line sets $VIGIL_ADMIN_SOCKET aside (and --socket $VIGIL_ADMIN_ADDR); both on the
+// command line is a usage error.
+func TestNodeFlagsOverEnvironment(t *testing.T) {
+	addr, nodeID, keyPath, sock := adminNode(t)
+	dead := filepath.Join(t.TempDir(), "no-such.sock")
+
+	// The environment names a socket nobody listens on; --node reaches the node over TLS.
+	t.Setenv(envAdminSocket, dead)
+	t.Setenv(envAdminAddr, "")
+	t.Setenv(envNodeID, "")
+	t.Setenv(envOperatorKey, keyPath)
+	out, code := runAdmin(t, "status", "--node", addr, "--node-id", nodeID)
+	must(t, exitOK, out, code, "n1")
+
+	// The environment names the live socket; --node names an address nobody listens on: the
+	// command must go there (and fail), not to the socket.
+	t.Setenv(envAdminSocket, sock)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadAddr := ln.Addr().String()
+	ln.Close()
+	out, code = runAdmin(t, "status", "--node", deadAddr, "--node-id", nodeID)
+	must(t, exitError, out, code, deadAddr)
+
+	// $VIGIL_NODE_ID pins the node at $VIGIL_ADMIN_ADDR only: another --node needs its --node-id.
+	t.Setenv(envAdminAddr, addr)
+	t.Setenv(envNodeID, nodeID)
+	t.Setenv(envAdminSocket, "")
+	out, code = runAdmin(t, "status", "--node", deadAddr)
+	must(t, exitUsage, out, code, "--node-id")
+	out, code = runAdmin(t, "status", "--node", addr) // the same node: its pinned ID applies
+	must(t, exitOK, out, code, "n1")
+
+	// --socket on the command line sets $VIGIL_ADMIN_ADDR aside.
+	t.Setenv(envAdminAddr, deadAddr)
+	out, code = runAdmin(t, "status", "--socket", sock)
+	must(t, exitOK, out, code, "n1")
+
+	// Both on the command line: a usage error naming both.
+	out, code = runAdmin(t, "status", "--socket", sock, "--node", addr, "--node-id", nodeID)
+	must(t, exitUsage, out, code, "--node and --socket")
+
+	// Neither on the command line: the environment decides, the socket first as before.
+	t.Setenv(envAdminAddr, deadAddr)
+	t.Setenv(envAdminSocket, sock)
+	out, code = runAdmin(t, "status")
+	must(t, exitOK, out, code, "n1")
+}
+
+// TestOutFlagOnlyOnSignedCommands: --out (sign and write an approval file) exists only on the
+// commands that sign something.
+func TestOutFlagOnlyOnSignedCommands(t *testing.T) {
+	root := newRootCmd()
+	signed := map[string]bool{}
+	var walk func(c *cobra.Command)
+	walk = func(c *cobra.Command) {
+		if c.PersistentFlags().Lookup("out") != nil {
+			signed[c.CommandPath()] = true
+		}
+		for _, sub := range c.Commands() {
+			walk(sub)
+		}
+	}
+	walk(root)
+	for _, p := range []string{"vigil agent activity", "vigil alerts list", "vigil alerts ack", "vigil alerts resolve",
+		"vigil decisions list", "vigil decisions lift", "vigil approve", "vigil submit"} {
+		if signed[p] {
+			t.Errorf("%s has --out but signs nothing", p)
+		}
+	}
+	for _, p := range []string{"vigil agent register", "vigil agent revoke", "vigil agent quarantine", "vigil agent rotate-key",
+		"vigil policy apply", "vigil operators add", "vigil members admit", "vigil response enable", "vigil response quorum"} {
+		if !signed[p] {
+			t.Errorf("%s signs a command but has no --out", p)
+		}
+	}
+	if out, code := runAdmin(t, "alerts", "list", "--out", "x.json", "--socket", "s"); code != exitUsage || !strings.Contains(out, "unknown flag: --out") {
+		t.Fatalf("alerts list --out: %d %s", code, out)
+	}
+}
+
+// TestAdminErrorText: refusals read once, with the code at the end; agent commands take a name
+// or a peer ID; malformed alert IDs and out-of-range limits are usage errors; an unknown agent's
+// activity is an error, not an empty table.
+func TestAdminErrorText(t *testing.T) {
+	_, _, keyPath, sock := adminNode(t)
+	on := []string{"--socket", sock, "--key", keyPath}
+	run := func(args ...string) (string, int) { return runAdmin(t, append(args, on...)...) }
+	id := newID(t)
+
+	out, code := run("agent", "register", "a1", "--agent-id", id)
+	must(t, exitOK, out, code, "applied at index", "(audit seq ")
+	out, code = run("agent", "register", "a1", "--agent-id", id)
+	must(t, exitError, out, code, `agent register: identity: name: agent "a1" already exists (code exists)`)
+	if strings.Count(out, "already exists") != 1 || strings.Contains(out, "already_exists") {
+		t.Fatalf("register twice: %s", out)
+	}
+
+	// A peer ID names the agent holding that key.
+	out, code = run("agent", "quarantine", id, "--reason", "test")
+	must(t, exitOK, out, code, "applied at index")
+	out, code = run("agent", "show", "a1")
+	must(t, exitOK, out, code, "quarantined")
+	out, code = run("agent", "revoke", newID(t))
+	must(t, exitError, out, code, "look up the agent with peer ID", "(code not_found)")
+	out, code = run("agent", "revoke", "Not A Name")
+	must(t, exitUsage, out, code, "takes the agent's name or its peer ID")
+
+	// Submitting an approval file twice says that it was applied already.
+	file := filepath.Join(t.TempDir(), "revoke.json")
+	out, code = run("agent", "revoke", "a1", "--out", file)
+	must(t, exitOK, out, code)
+	out, code = run("submit", file)
+	must(t, exitOK, out, code, "applied at index")
+	out, code = run("submit", file)
+	must(t, exitError, out, code, file+" was already applied", "(code replay)")
+	if strings.Count(out, "replayed nonce") != 1 {
+		t.Fatalf("submit twice: %s", out)
+	}
+
+	// Alert IDs: 16 hex digits, checked before the node is asked.
+	out, code = run("alerts", "ack", "1")
+	must(t, exitUsage, out, code, "16 lowercase hex digits")
+	out, code = run("alerts", "resolve", "xyz")
+	must(t, exitUsage, out, code, "16 lowercase hex digits")
+	out, code = run("alerts", "ack", "00000000000000ff")
+	must(t, exitError, out, code, "(code not_found)")
+
+	// Activity of an agent the registry does not hold; limits beyond the node's cap.
+	out, code = run("agent", "activity", "nobody")
+	must(t, exitError, out, code, `"nobody"`, "(code not_found)")
+	out, code = run("agent", "activity", "a1")
+	must(t, exitOK, out, code, "TIME")
+	for _, args := range [][]string{
+		{"agent", "activity", "a1", "--limit", "20000"},
+		{"agent", "activity", "a1", "--limit", "0"},
+		{"alerts", "list", "--limit", "10001"},
+		{"decisions", "list", "--limit", "10001"},
+	} {
+		out, code := run(args...)
+		must(t, exitUsage, out, code, "--limit")
 	}
 }

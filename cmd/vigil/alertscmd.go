@@ -56,6 +56,9 @@ func newAlertsListCmd() *cobra.Command {
 				}
 				req.Since = timestamppb.New(t)
 			}
+			if err := checkLimit(limit); err != nil {
+				return err
+			}
 			c, err := f.dial()
 			if err != nil {
 				return err
@@ -72,7 +75,7 @@ func newAlertsListCmd() *cobra.Command {
 			return printAlerts(cmd.OutOrStdout(), resp.Msg.Alerts)
 		},
 	}
-	f.register(cmd, false)
+	f.register(cmd, plainFlags)
 	cmd.Flags().StringVar(&agentName, "agent", "", "only this agent's alerts")
 	cmd.Flags().StringVar(&status, "status", "", "only alerts in this status: open, acked, resolved")
 	cmd.Flags().StringVar(&since, "since", "", "only alerts since a duration ago (10m, 1h) or an RFC 3339 time")
@@ -87,6 +90,9 @@ func newAlertsAckCmd() *cobra.Command {
 		Short: "Acknowledge an open alert (records who and when)",
 		Args:  adminArgs(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkAlertIDArg(args[0]); err != nil {
+				return err
+			}
 			c, err := f.dial()
 			if err != nil {
 				return err
@@ -104,7 +110,7 @@ func newAlertsAckCmd() *cobra.Command {
 			return nil
 		},
 	}
-	f.register(cmd, false)
+	f.register(cmd, plainFlags)
 	return cmd
 }
 
@@ -116,6 +122,9 @@ func newAlertsResolveCmd() *cobra.Command {
 		Short: "Resolve an alert; --false-positive also tells the detector",
 		Args:  adminArgs(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkAlertIDArg(args[0]); err != nil {
+				return err
+			}
 			c, err := f.dial()
 			if err != nil {
 				return err
@@ -134,7 +143,7 @@ func newAlertsResolveCmd() *cobra.Command {
 			return nil
 		},
 	}
-	f.register(cmd, false)
+	f.register(cmd, plainFlags)
 	cmd.Flags().BoolVar(&fp, "false-positive", false, "the alert was a false positive: raise the agent's threshold for that model")
 	return cmd
 }
@@ -151,4 +160,13 @@ func printAlerts(w io.Writer, as []*adminv1.Alert) error {
 			a.Model, a.Score, a.Action, st, a.Evidence)
 	}
 	return tw.Flush()
+}
+
+// checkAlertIDArg refuses an argument that cannot be an alert ID before any node is asked: a
+// malformed ID is a mistake on the command line, not an alert the node lacks.
+func checkAlertIDArg(id string) error {
+	if !isStoreID(id) {
+		return usagef("ID %q: an alert ID is 16 lowercase hex digits, as vigil alerts list shows it (e.g. 000000000000002a)", id)
+	}
+	return nil
 }

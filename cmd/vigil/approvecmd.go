@@ -353,7 +353,7 @@ must happen within that window. With --show, approve only prints and signs nothi
 			return nil
 		},
 	}
-	f.register(cmd, false)
+	f.register(cmd, plainFlags)
 	cmd.Flags().BoolVar(&show, "show", false, "only show the command and its signatures; sign nothing")
 	return cmd
 }
@@ -389,20 +389,27 @@ no signature and needs no operator key on the Unix socket.`,
 			what := "submit " + command.Kind.String()
 			resp, err := send(c, ctx, connect.NewRequest(&adminv1.SignedCommand{Command: command.Encode()}))
 			if err != nil {
-				if client.Code(err) == "insufficient_signatures" {
-					return fmt.Errorf("%s: %d signature(s) on %s are not enough: %w; have more operators run 'vigil approve %s'",
-						what, len(vc.Signers()), args[0], err, args[0])
+				ae := adminCall(what, err).(*adminError)
+				switch ae.code {
+				case "insufficient_signatures":
+					ae.msg = fmt.Sprintf("%d signature(s) on %s are not enough: %s", len(vc.Signers()), args[0], ae.msg)
+					ae.hint = fmt.Sprintf("have more operators run 'vigil approve %s'", args[0])
+				case "replay":
+					// Every command carries a nonce the registry accepts once: the file's command
+					// has been applied already (by this submit or an earlier one).
+					ae.msg = fmt.Sprintf("%s was already applied (the registry has seen its command: %s)", args[0], ae.msg)
+					ae.hint = "to do it again, sign a new command"
 				}
-				return adminCall(what, err)
+				return ae
 			}
 			if f.output == "json" {
 				return printJSON(cmd.OutOrStdout(), resp.Msg)
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%s: %s: applied at index %d (audit seq %d)\n", what, describe(vc.Payload()),
-				resp.Msg.AppliedIndex, resp.Msg.AuditSeq)
+			fmt.Fprintf(cmd.OutOrStdout(), "%s: %s: applied at index %d%s\n", what, describe(vc.Payload()),
+				resp.Msg.AppliedIndex, auditSeqNote(resp.Msg.AuditSeq))
 			return nil
 		},
 	}
-	f.register(cmd, false)
+	f.register(cmd, plainFlags)
 	return cmd
 }

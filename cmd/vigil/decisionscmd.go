@@ -59,6 +59,9 @@ func newDecisionsListCmd() *cobra.Command {
 				}
 				req.Since = timestamppb.New(t)
 			}
+			if err := checkLimit(limit); err != nil {
+				return err
+			}
 			c, err := f.dial()
 			if err != nil {
 				return err
@@ -75,7 +78,7 @@ func newDecisionsListCmd() *cobra.Command {
 			return printDecisions(cmd.OutOrStdout(), resp.Msg.Decisions)
 		},
 	}
-	f.register(cmd, false)
+	f.register(cmd, plainFlags)
 	cmd.Flags().StringVar(&agentName, "agent", "", "only this agent's decisions")
 	cmd.Flags().StringVar(&action, "action", "", "only decisions with this action: "+strings.Join(alerts.DecisionActions, ", "))
 	cmd.Flags().StringVar(&since, "since", "", "only decisions since a duration ago (10m, 1h) or an RFC 3339 time")
@@ -83,9 +86,9 @@ func newDecisionsListCmd() *cobra.Command {
 	return cmd
 }
 
-// isDecisionID reports whether s has the shape of a decision ID (16 lowercase hex digits). An
-// agent whose name has that shape is lifted through one of its decision IDs.
-func isDecisionID(s string) bool {
+// isStoreID reports whether s has the shape of an alert or decision ID (16 lowercase hex
+// digits). An agent whose name has that shape is lifted through one of its decision IDs.
+func isStoreID(s string) bool {
 	if len(s) != 16 {
 		return false
 	}
@@ -113,7 +116,7 @@ vigil agent reinstate.`,
 		Args: adminArgs(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			req := &adminv1.LiftDecisionRequest{Reason: reason}
-			if isDecisionID(args[0]) {
+			if isStoreID(args[0]) {
 				req.DecisionId = args[0]
 			} else if err := identity.ValidateName(args[0]); err != nil {
 				return usagef("lift %q: neither an agent name nor a decision ID (16 hex digits): %v", args[0], err)
@@ -142,7 +145,7 @@ vigil agent reinstate.`,
 			return nil
 		},
 	}
-	f.register(cmd, false)
+	f.register(cmd, plainFlags)
 	cmd.Flags().StringVar(&reason, "reason", "", "why the lift is safe (required; recorded with the lift)")
 	return cmd
 }

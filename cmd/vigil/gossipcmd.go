@@ -252,6 +252,6 @@ func failedNodes(what string, nodes []*adminv1.GossipNodeResult) error {
 // registerGossipFlags adds the admin connection and output flags (the keyring methods take no
 // signed command and read no registry, so --consistent is hidden).
 func registerGossipFlags(cmd *cobra.Command, f *adminFlags) {
-	f.register(cmd, true)
+	f.register(cmd, readFlags)
 	_ = cmd.PersistentFlags().MarkHidden("consistent")
 }

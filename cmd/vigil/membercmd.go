@@ -48,7 +48,7 @@ the Raft leader adds the node to the Raft configuration, as a voter unless --non
 				client.Client.AdmitNode)
 		},
 	}
-	f.register(cmd, false)
+	f.register(cmd, signedFlags)
 	cmd.Flags().StringVar(&nodeID, "node-id", "", "the node's peer ID (printed by vigil keygen --role node)")
 	cmd.Flags().StringVar(&site, "site", "site-1", "the node's site")
 	cmd.Flags().StringArrayVar(&addrs, "addr", nil, "libp2p address the node listens on, without /p2p (repeatable)")
@@ -68,7 +68,7 @@ func newMembersRemoveCmd() *cobra.Command {
 				client.Client.RemoveNode)
 		},
 	}
-	f.register(cmd, false)
+	f.register(cmd, signedFlags)
 	return cmd
 }
 
@@ -79,19 +79,20 @@ func newAgentStatusCmds() []*cobra.Command {
 		var reason string
 		var ttl time.Duration
 		cmd := &cobra.Command{
-			Use: use + " NAME", Short: short, Example: example,
+			Use: use + " NAME|ID", Short: short, Example: example,
 			Args: adminArgs(cobra.ExactArgs(1)),
 			RunE: func(cmd *cobra.Command, args []string) error {
-				if err := identity.ValidateName(args[0]); err != nil {
-					return usagef("NAME: %v", err)
-				}
 				if withTTL && ttl <= 0 {
 					return usagef("--ttl: must be positive")
 				}
-				return signAndSend(cmd, f, what, payload(args[0], reason, ttl), send)
+				name, err := agentName(cmd, f, args[0])
+				if err != nil {
+					return err
+				}
+				return signAndSend(cmd, f, what, payload(name, reason, ttl), send)
 			},
 		}
-		f.register(cmd, false)
+		f.register(cmd, signedFlags)
 		if withReason {
 			cmd.Flags().StringVar(&reason, "reason", "", "why (recorded in the audit history)")
 		}

@@ -183,7 +183,7 @@ The document is stored as written, comments included.`,
 				&identity.SetPolicy{Version: version, Document: doc}, client.Client.ApplyPolicy)
 		},
 	}
-	f.register(cmd, false)
+	f.register(cmd, signedFlags)
 	cmd.Flags().Uint64Var(&version, "version", 0, "the version to apply; must be the current version + 1 (default: current + 1)")
 	return cmd
 }
@@ -227,7 +227,7 @@ func newPolicyShowCmd() *cobra.Command {
 			return err
 		},
 	}
-	f.register(cmd, true)
+	f.register(cmd, readFlags)
 	cmd.Flags().BoolVar(&onlyVersion, "version", false, "print only the version number")
 	return cmd
 }
@@ -274,7 +274,7 @@ threshold M are M-of-N operations: they need M distinct operator signatures (see
 			return tw.Flush()
 		},
 	}
-	f.register(list, true)
+	f.register(list, readFlags)
 	cmd.AddCommand(list, newOperatorsAddCmd(), newOperatorsRemoveCmd(), newOperatorsThresholdCmd())
 	return cmd
 }
@@ -301,7 +301,7 @@ func newOperatorsAddCmd() *cobra.Command {
 				client.Client.AddOperator)
 		},
 	}
-	f.register(cmd, false)
+	f.register(cmd, signedFlags)
 	cmd.Flags().StringVar(&opID, "operator-id", "", "the new operator's peer ID (printed by vigil keygen --role operator)")
 	return cmd
 }
@@ -320,7 +320,7 @@ func newOperatorsRemoveCmd() *cobra.Command {
 			return signAndSend(cmd, f, "operators remove", &identity.RemoveOperator{Name: args[0]}, client.Client.RemoveOperator)
 		},
 	}
-	f.register(cmd, false)
+	f.register(cmd, signedFlags)
 	return cmd
 }
 
@@ -339,7 +339,7 @@ func newOperatorsThresholdCmd() *cobra.Command {
 			return signAndSend(cmd, f, "operators threshold", &identity.SetThreshold{Threshold: m}, client.Client.SetThreshold)
 		},
 	}
-	f.register(cmd, false)
+	f.register(cmd, signedFlags)
 	return cmd
 }
 
@@ -367,7 +367,8 @@ func newAuditCmd() *cobra.Command {
 		Long: `audit prints the replicated audit history, oldest first: every applied command with its
 signers and subjects. NAME|ID (or --principal) keeps the entries signed by or about that principal.
 --since and --until take an RFC 3339 time or a duration ago (1h, 30m).
---limit caps the number of entries printed (the newest are dropped; use --since to page).`,
+--limit shows the newest entries of the selection (100 by default), still oldest first; when
+older ones were left out, a note on stderr says how many matched (use --until or --since for them).`,
 		Example: `  vigil audit --since 24h
   vigil audit planner-1 --limit 20
   vigil audit --principal planner-1 --limit 20
@@ -405,18 +406,27 @@ signers and subjects. NAME|ID (or --principal) keeps the entries signed by or ab
 			}
 			ctx, cancel := adminCtx(cmd)
 			defer cancel()
+			// The newest --limit entries: pages of at most 1000 from the newest end, each page
+			// before the oldest entry already read; printed oldest first.
 			all := &adminv1.AuditResponse{}
+			req.Newest = true
 			for len(all.Entries) < limit {
 				req.Limit = uint32(min(limit-len(all.Entries), 1000))
 				resp, err := c.Audit(ctx, connect.NewRequest(req))
 				if err != nil {
 					return adminCall("audit", err)
 				}
-				all.Entries = append(all.Entries, resp.Msg.Entries...)
-				if len(resp.Msg.Entries) < int(req.Limit) || len(resp.Msg.Entries) == 0 {
+				all.Entries = append(resp.Msg.Entries, all.Entries...)
+				all.Matched = max(all.Matched, resp.Msg.Matched)
+				// A node may cap a page below 1000: stop when nothing older is left, by count.
+				if len(resp.Msg.Entries) == 0 || uint64(len(all.Entries)) >= all.Matched {
 					break
 				}
-				req.AfterSeq = resp.Msg.Entries[len(resp.Msg.Entries)-1].Seq
+				req.BeforeSeq = resp.Msg.Entries[0].Seq
+			}
+			if left := int(all.Matched) - len(all.Entries); left > 0 {
+				fmt.Fprintf(cmd.ErrOrStderr(), "audit: showing the newest %d of %d entries; use --since/--until/--limit for the others\n",
+					len(all.Entries), all.Matched)
 			}
 			if f.output == "json" {
 				return printJSON(cmd.OutOrStdout(), all)
@@ -443,11 +453,11 @@ signers and subjects. NAME|ID (or --principal) keeps the entries signed by or ab
 			return tw.Flush()
 		},
 	}
-	f.register(cmd, true)
+	f.register(cmd, readFlags)
 	cmd.Flags().StringVar(&principal, "principal", "", "only entries signed by or about this name or peer ID")
 	cmd.Flags().StringVar(&since, "since", "", "only entries at or after this time (RFC 3339, or a duration ago such as 1h)")
 	cmd.Flags().StringVar(&until, "until", "", "only entries before this time (RFC 3339, or a duration ago)")
-	cmd.Flags().IntVar(&limit, "limit", 100, "at most this many entries")
+	cmd.Flags().IntVar(&limit, "limit", 100, "show the newest this many entries")
 	return cmd
 }
 
@@ -457,24 +467,25 @@ func newAgentRotateKeyCmd() *cobra.Command {
 	f := &adminFlags{}
 	var newID string
 	cmd := &cobra.Command{
-		Use:   "rotate-key NAME --new-id ID",
+		Use:   "rotate-key NAME|ID --new-id ID",
 		Short: "Move an agent to a new key; the old key stops working everywhere",
 		Example: `  vigil keygen --out planner-1.new.key        # on the agent's host: prints the new ID
   vigil agent rotate-key planner-1 --new-id 12D3KooW…`,
 		Args: adminArgs(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := identity.ValidateName(args[0]); err != nil {
-				return usagef("NAME: %v", err)
-			}
 			id, err := identity.ParseID(newID)
 			if err != nil {
 				return usagef("--new-id %q: %v", newID, err)
 			}
-			return signAndSend(cmd, f, "agent rotate-key", &identity.RotateAgentKey{Name: args[0], NewKey: id.PublicKey()},
+			name, err := agentName(cmd, f, args[0])
+			if err != nil {
+				return err
+			}
+			return signAndSend(cmd, f, "agent rotate-key", &identity.RotateAgentKey{Name: name, NewKey: id.PublicKey()},
 				client.Client.RotateAgentKey)
 		},
 	}
-	f.register(cmd, false)
+	f.register(cmd, signedFlags)
 	cmd.Flags().StringVar(&newID, "new-id", "", "the agent's new peer ID")
 	return cmd
 }
@@ -484,15 +495,12 @@ func newAgentReinstateCmd() *cobra.Command {
 	var agentID string
 	var ttl time.Duration
 	cmd := &cobra.Command{
-		Use:   "reinstate NAME --agent-id ID --ttl D",
+		Use:   "reinstate NAME|ID --agent-id ID --ttl D",
 		Short: "Bring a revoked agent back under a fresh key (M-of-N)",
 		Example: `  vigil agent reinstate planner-1 --agent-id 12D3KooW… --ttl 720h --out reinstate.json
   vigil approve reinstate.json --key bob.key && vigil submit reinstate.json`,
 		Args: adminArgs(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := identity.ValidateName(args[0]); err != nil {
-				return usagef("NAME: %v", err)
-			}
 			id, err := identity.ParseID(agentID)
 			if err != nil {
 				return usagef("--agent-id %q: %v", agentID, err)
@@ -500,11 +508,15 @@ func newAgentReinstateCmd() *cobra.Command {
 			if ttl <= 0 {
 				return usagef("--ttl: must be positive")
 			}
-			return signAndSend(cmd, f, "agent reinstate", &identity.ReinstateAgent{Name: args[0], Key: id.PublicKey(),
+			name, err := agentName(cmd, f, args[0])
+			if err != nil {
+				return err
+			}
+			return signAndSend(cmd, f, "agent reinstate", &identity.ReinstateAgent{Name: name, Key: id.PublicKey(),
 				ExpiresAt: time.Now().Add(ttl).UTC().Truncate(time.Second)}, client.Client.ReinstateAgent)
 		},
 	}
-	f.register(cmd, false)
+	f.register(cmd, signedFlags)
 	cmd.Flags().StringVar(&agentID, "agent-id", "", "the agent's fresh peer ID (a revoked key never comes back)")
 	cmd.Flags().DurationVar(&ttl, "ttl", 30*24*time.Hour, "registration lifetime from now")
 	return cmd
@@ -547,7 +559,7 @@ changing the quorum are M-of-N (see vigil approve).`,
 			return nil
 		},
 	}
-	f.register(cmd, true)
+	f.register(cmd, readFlags)
 	toggle := func(use string, enabled bool, short string) *cobra.Command {
 		tf := &adminFlags{}
 		c := &cobra.Command{
@@ -559,7 +571,7 @@ changing the quorum are M-of-N (see vigil approve).`,
 					client.Client.SetAutomatedResponse)
 			},
 		}
-		tf.register(c, false)
+		tf.register(c, signedFlags)
 		return c
 	}
 	qf := &adminFlags{}
@@ -576,7 +588,7 @@ changing the quorum are M-of-N (see vigil approve).`,
 			return signAndSend(cmd, qf, "response quorum", &identity.SetRevokeQuorum{Quorum: n}, client.Client.SetRevokeQuorum)
 		},
 	}
-	qf.register(quorum, false)
+	qf.register(quorum, signedFlags)
 	cmd.AddCommand(toggle("enable", true, "Let nodes revoke agents automatically (one operator)"),
 		toggle("disable", false, "Stop automated revocation (M-of-N)"), quorum)
 	return cmd

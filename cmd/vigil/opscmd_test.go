@@ -270,11 +270,25 @@ func TestResponseAgentAndAuditCommands(t *testing.T) {
 
 	out, code = run("audit", "--since", "1h", "--principal", "worker")
 	must(t, exitOK, out, code, "register-agent", "rotate-agent-key", "revoke-agent", "reinstate-agent")
-	out, code = run("audit", "--limit", "2", "-o", "json")
-	must(t, exitOK, out, code)
-	var a struct{ Entries []json.RawMessage }
-	if err := json.Unmarshal([]byte(out), &a); err != nil || len(a.Entries) != 2 {
-		t.Fatalf("audit --limit 2: %v %s", err, out)
+	// --limit shows the newest entries, oldest first, and says on stderr that others matched.
+	stdout, stderr, code := runAdminSplit(t, append([]string{"audit", "--limit", "2", "-o", "json"}, on...)...)
+	must(t, exitOK, stdout+stderr, code)
+	var a struct {
+		Entries []struct{ Seq, Kind string }
+		Matched string
+	}
+	if err := json.Unmarshal([]byte(stdout), &a); err != nil || len(a.Entries) != 2 || a.Entries[1].Kind != "reinstate-agent" ||
+		a.Entries[0].Kind != "revoke-agent" {
+		t.Fatalf("audit --limit 2: %v %s", err, stdout)
+	}
+	if !strings.Contains(stderr, "showing the newest 2 of "+a.Matched+" entries") {
+		t.Fatalf("audit --limit 2: no note on stderr: %q", stderr)
+	}
+	// Pages of 1000 from the newest end: a limit above one page reads them all.
+	stdout, stderr, code = runAdminSplit(t, append([]string{"audit", "--limit", "5000"}, on...)...)
+	must(t, exitOK, stdout+stderr, code, "genesis", "reinstate-agent")
+	if stderr != "" {
+		t.Fatalf("audit --limit 5000 left entries out: %q", stderr)
 	}
 	out, code = run("audit", "--until", "1h")
 	must(t, exitOK, out, code)

@@ -22,7 +22,7 @@ const (
 )
 
 // AgentActivity answers from this node's telemetry (Config.Activity): the agent's newest
-// records, oldest first.
+// records, oldest first. An agent the registry does not hold is NotFound.
 func (v *service) AgentActivity(_ context.Context, req *connect.Request[adminv1.AgentActivityRequest]) (*connect.Response[adminv1.AgentActivityResponse], error) {
 	m := req.Msg
 	if m.Agent == "" {
@@ -43,6 +43,20 @@ func (v *service) AgentActivity(_ context.Context, req *connect.Request[adminv1.
 	}
 	if v.s.cfg.Activity == nil {
 		return nil, connect.NewError(connect.CodeUnimplemented, errNoActivity)
+	}
+	// An agent the registry never knew has no activity anywhere: say so rather than answer
+	// with an empty list (a typo would look like a quiet agent). Revoked and expired agents
+	// stay in the registry, so their history is still shown.
+	known := false
+	v.s.b.Read(func(r *identity.Registry) {
+		if id, err := identity.ParseID(m.Agent); err == nil {
+			_, known = r.AgentByID(id)
+		} else {
+			_, known = r.Agent(m.Agent)
+		}
+	})
+	if !known {
+		return nil, toConnect(errf(identity.ErrNotFound, "agent %q: no agent with that name or peer ID in the registry", m.Agent))
 	}
 	out := &adminv1.AgentActivityResponse{}
 	if !v.s.cfg.Key.IsZero() {

@@ -10,11 +10,13 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/vigil-mesh/vigil/node/admin/adminv1"
+	"github.com/vigil-mesh/vigil/node/admin/client"
 	"github.com/vigil-mesh/vigil/node/telemetry"
 )
 
 // TestAgentActivity: the RPC answers the agent's records from the node's telemetry, by name or
-// peer ID, with since and limit; a missing agent names the field.
+// peer ID, with since and limit; a missing agent names the field; an agent the registry does not
+// hold is NotFound.
 func TestAgentActivity(t *testing.T) {
 	e := newEnv(t)
 	t0 := time.Now().Add(-time.Minute)
@@ -41,6 +43,15 @@ func TestAgentActivity(t *testing.T) {
 	}
 	if rs := resp.Msg.Records; len(rs) != 2 || rs[0].Bytes != 3 || rs[1].Bytes != 4 {
 		t.Fatalf("since+limit by ID: %v", rs)
+	}
+	// An agent the registry does not hold is NotFound, not an empty answer, even when the
+	// telemetry holds records under that name.
+	e.activity.Add(telemetry.Record{Time: t0, Agent: "ghost", Kind: telemetry.KindEvent})
+	for _, who := range []string{"nobody", "ghost", e.nodeKey.ID().String()} {
+		_, err = c.AgentActivity(ctx, connect.NewRequest(&adminv1.AgentActivityRequest{Agent: who}))
+		if connect.CodeOf(err) != connect.CodeNotFound || !strings.Contains(err.Error(), who) || client.Code(err) != "not_found" {
+			t.Fatalf("unknown agent %s: %v", who, err)
+		}
 	}
 	_, err = c.AgentActivity(ctx, connect.NewRequest(&adminv1.AgentActivityRequest{}))
 	if connect.CodeOf(err) != connect.CodeInvalidArgument || !strings.Contains(err.Error(), "agent") {

@@ -3,6 +3,7 @@ package admin
 import (
 	"context"
 	"errors"
+	"strings"
 
 	"connectrpc.com/connect"
 
@@ -89,10 +90,11 @@ func toConnect(err error) *connect.Error {
 			break
 		}
 	}
-	out := connect.NewError(code, err)
+	msg := tidyMessage(err.Error())
+	out := connect.NewError(code, &tidyError{msg: msg, err: err})
 	ec := ErrorCode(err)
 	out.Meta().Set(ErrorCodeHeader, ec)
-	if d, derr := connect.NewErrorDetail(&adminv1.ErrorDetail{Code: ec, Reason: err.Error()}); derr == nil {
+	if d, derr := connect.NewErrorDetail(&adminv1.ErrorDetail{Code: ec, Reason: msg}); derr == nil {
 		out.AddDetail(d)
 	}
 	return out
@@ -103,3 +105,29 @@ func toConnect(err error) *connect.Error {
 func invalidArg(sentinel error, field, format string, args ...any) *connect.Error {
 	return toConnect(errf(sentinel, "%s: "+format, append([]any{field}, args...)...))
 }
+
+// tidyMessage removes the repetitions that wrapping leaves in an error's text: a part (between
+// ": ") that repeats the part before it or the end of it, as in "agent \"a\" already exists:
+// already exists" or "identity: identity: …". Sentinels keep their text so that errors.Is and
+// logs work; the API caller reads each thing once.
+func tidyMessage(msg string) string {
+	parts := strings.Split(msg, ": ")
+	out := parts[:1]
+	for _, p := range parts[1:] {
+		last := out[len(out)-1]
+		if p == last || strings.HasSuffix(last, " "+p) {
+			continue
+		}
+		out = append(out, p)
+	}
+	return strings.Join(out, ": ")
+}
+
+// tidyError carries the tidied text of err and wraps err.
+type tidyError struct {
+	msg string
+	err error
+}
+
+func (e *tidyError) Error() string { return e.msg }
+func (e *tidyError) Unwrap() error { return e.err }

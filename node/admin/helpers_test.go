@@ -16,6 +16,8 @@ import (
 
 	"connectrpc.com/connect"
 	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/vigil-mesh/vigil/consensus"
 	"github.com/vigil-mesh/vigil/gossip/response"
@@ -64,6 +66,8 @@ type env struct {
 	hashWant string
 	activity *telemetry.Buffer // the telemetry AgentActivity answers from
 	keyring  *keyringBackend   // the gossip backend of the keyring methods
+	gen      *identity.Command // the signed genesis
+	host     host.Host         // node n1's libp2p host
 }
 
 func newEnv(t testing.TB) *env {
@@ -74,6 +78,7 @@ func newEnv(t testing.TB) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = h.Close() })
+	e.host = h
 	if e.cid, err = identity.NewClusterID(rand.Reader); err != nil {
 		t.Fatal(err)
 	}
@@ -85,7 +90,8 @@ func newEnv(t testing.TB) *env {
 		Operators: []identity.OperatorEntry{{Name: "op1", Key: e.ops[0].Public()}, {Name: "op2", Key: e.ops[1].Public()}},
 		Nodes:     []identity.NodeEntry{{Name: "n1", Key: e.nodeKey.Public(), Voter: true, Addrs: addrs}}}
 	cfg := consensus.DefaultConfig()
-	cfg.DataDir, cfg.Key, cfg.Host, cfg.Genesis, cfg.Bootstrap = t.TempDir(), e.nodeKey, h, e.signed(g, e.ops[0]), true
+	e.gen = e.signed(g, e.ops[0])
+	cfg.DataDir, cfg.Key, cfg.Host, cfg.Genesis, cfg.Bootstrap = t.TempDir(), e.nodeKey, h, e.gen, true
 	cfg.Logger = testLogger(t)
 	cfg.HeartbeatTimeout, cfg.ElectionTimeout, cfg.LeaderLeaseTimeout = 300*time.Millisecond, 300*time.Millisecond, 150*time.Millisecond
 	if e.node, err = consensus.Open(cfg); err != nil {
@@ -371,4 +377,45 @@ func (e *env) payloadFor(method, subject string) identity.Payload {
 		return &identity.SetPolicy{Version: v + 1, Document: []byte("monitoring:\n  enabled: true\n")}
 	}
 	panic("no payload for " + method)
+}
+
+// follower admits a non-voting node n2, starts it (joining through n1) with an admin server on a
+// Unix socket, and waits until it has caught up. It returns a client of n2's admin API and n2.
+func (e *env) follower() (client.Client, *consensus.Node) {
+	e.t.Helper()
+	key := mustKey(e.t)
+	h, err := libp2p.New(libp2p.Identity(key.Libp2p()), libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"), libp2p.DisableRelay())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() { _ = h.Close() })
+	var addrs []string
+	for _, a := range h.Addrs() {
+		addrs = append(addrs, a.String())
+	}
+	e.propose(e.signed(&identity.AdmitNode{Node: identity.NodeEntry{Name: "n2", Key: key.Public(), Addrs: addrs}}, e.ops[0]))
+	cfg := consensus.DefaultConfig()
+	cfg.DataDir, cfg.Key, cfg.Host, cfg.Genesis = e.t.TempDir(), key, h, e.gen
+	cfg.Join = []peer.AddrInfo{{ID: e.host.ID(), Addrs: e.host.Addrs()}}
+	cfg.Logger = testLogger(e.t).With("n", "n2")
+	cfg.HeartbeatTimeout, cfg.ElectionTimeout, cfg.LeaderLeaseTimeout = 300*time.Millisecond, 300*time.Millisecond, 150*time.Millisecond
+	n2, err := consensus.Open(cfg)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() { _ = n2.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if err := n2.WaitApplied(ctx, e.node.AppliedIndex()); err != nil {
+		e.t.Fatal(err)
+	}
+	acfg := admin.DefaultConfig()
+	acfg.Key, acfg.Logger = key, testLogger(e.t)
+	srv := admin.NewServer(n2, acfg)
+	e.t.Cleanup(func() { _ = srv.Close() })
+	sock := filepath.Join(e.t.TempDir(), "n2.sock")
+	if err := srv.ServeUnix(sock); err != nil {
+		e.t.Fatal(err)
+	}
+	return client.DialUnix(sock), n2
 }

@@ -177,3 +177,18 @@ func FuzzPeerFromRaw(f *testing.F) {
 		}
 	})
 }
+
+func TestTidyMessage(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{`identity: name: agent "a1" already exists: already exists`, `identity: name: agent "a1" already exists`},
+		{"identity: identity: version: got 5, want 2: version conflict: version conflict", "identity: version: got 5, want 2: version conflict"},
+		{"identity: nonce 0a already used: replayed nonce", "identity: nonce 0a already used: replayed nonce"},
+		{"admin: agent: required: invalid", "admin: agent: required: invalid"},
+		{"no colon", "no colon"},
+		{"", ""},
+	} {
+		if got := tidyMessage(tc.in); got != tc.want {
+			t.Errorf("tidyMessage(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}

@@ -29,6 +29,9 @@ type Backend interface {
 	Read(fn func(*identity.Registry))
 	// ConsistentRead runs fn once the local replica covers the leader's commit index.
 	ConsistentRead(ctx context.Context, fn func(*identity.Registry)) error
+	// WaitApplied blocks until the local replica has applied every entry up to index, or ctx
+	// ends.
+	WaitApplied(ctx context.Context, index uint64) error
 	Members() ([]consensus.Member, error)
 	Leader() peer.ID
 	IsLeader() bool

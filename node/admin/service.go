@@ -256,7 +256,8 @@ func (v *service) Audit(ctx context.Context, req *connect.Request[adminv1.AuditR
 	if len(m.Principal) > maxPrincipalLen {
 		return nil, invalidArg(identity.ErrInvalid, "principal", "%d bytes, max %d", len(m.Principal), maxPrincipalLen)
 	}
-	q := identity.AuditQuery{Principal: m.Principal, AfterSeq: m.AfterSeq, Limit: v.s.cfg.AuditDefaultLimit}
+	q := identity.AuditQuery{Principal: m.Principal, AfterSeq: m.AfterSeq, BeforeSeq: m.BeforeSeq, Newest: m.Newest,
+		Limit: v.s.cfg.AuditDefaultLimit}
 	if m.Limit > 0 {
 		q.Limit = int(min(m.Limit, uint32(v.s.cfg.AuditMaxLimit)))
 	}
@@ -278,6 +279,7 @@ func (v *service) Audit(ctx context.Context, req *connect.Request[adminv1.AuditR
 	}
 	out := &adminv1.AuditResponse{}
 	err := v.read(ctx, m.Consistent, func(r *identity.Registry) {
+		out.Matched = uint64(r.AuditCount(identity.AuditQuery{Principal: q.Principal, From: q.From, To: q.To}))
 		for _, e := range r.Audit(q) {
 			pe := &adminv1.AuditEntry{Seq: e.Seq, Time: timestamppb.New(e.Time), Kind: e.Kind.String(),
 				Subjects: e.Subjects, Detail: e.Detail, CommandDigest: e.CommandDigest[:]}
@@ -308,6 +310,10 @@ func (v *service) GetPolicy(ctx context.Context, req *connect.Request[adminv1.Ge
 // auditScan bounds how far back write() looks for the command's audit entry.
 const auditScan = 64
 
+// auditWait bounds how long write() waits, after a forwarded proposal was applied by the leader,
+// for the local replica to apply it too (normally one heartbeat or commit round).
+const auditWait = 5 * time.Second
+
 // write checks that the signed command decodes and is of the method's kind, proposes it, and
 // reports where it landed. Signatures and authority are checked by Propose and by the FSM on
 // every replica; nothing is applied unless all checks pass.
@@ -332,6 +338,16 @@ func (v *service) write(ctx context.Context, method string, kind identity.Kind, 
 	}
 	out := &adminv1.WriteResponse{AppliedIndex: res.Index, Kind: kind.String()}
 	digest := sha256.Sum256(cmd.Encode())
+	// On a follower the proposal was forwarded: the leader has applied it, this replica may not
+	// have yet, and its audit entry is found only once it has. Wait for it, briefly: the write
+	// is done either way, and without the entry audit_seq stays 0 (unknown), never a wrong seq.
+	wctx, cancel := context.WithTimeout(ctx, auditWait)
+	err = v.s.b.WaitApplied(wctx, res.Index)
+	cancel()
+	if err != nil {
+		v.s.cfg.Logger.Debug("write applied, audit seq unknown here", "index", res.Index, "err", err)
+		return connect.NewResponse(out), nil
+	}
 	v.s.b.Read(func(r *identity.Registry) {
 		n := uint64(r.AuditLen())
 		after := uint64(0)

@@ -3,7 +3,9 @@ package admin_test
 import (
 	"bytes"
 	"crypto/rand"
+	"crypto/sha256"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -105,6 +107,11 @@ func TestRejectionCodes(t *testing.T) {
 			if got := client.IdentityError(err); !errors.Is(got, tc.err) {
 				t.Fatalf("identity error %v, want %v", got, tc.err)
 			}
+			// The message says why once: no part of it repeated by the wrapping.
+			var ce *connect.Error
+			if !errors.As(err, &ce) || strings.Count(ce.Message(), tc.err.Error()) != 1 || strings.Count(ce.Message(), "identity: ") != 1 {
+				t.Fatalf("message %q: want %q and the package prefix once", ce.Message(), tc.err)
+			}
 			if e.hash() != before {
 				t.Fatal("registry changed")
 			}
@@ -196,6 +203,17 @@ func TestHappyPath(t *testing.T) {
 	page, err := op.Audit(ctx, connect.NewRequest(&adminv1.AuditRequest{Limit: 1, AfterSeq: wr.Msg.AuditSeq}))
 	if err != nil || len(page.Msg.Entries) != 1 || page.Msg.Entries[0].Seq != rr.Msg.AuditSeq {
 		t.Fatalf("audit page: %v %v", page, err)
+	}
+	// The newest entries, paging back, with the number that matched.
+	newest, err := op.Audit(ctx, connect.NewRequest(&adminv1.AuditRequest{Limit: 2, Newest: true}))
+	if err != nil || len(newest.Msg.Entries) != 2 || newest.Msg.Entries[1].Seq != rr.Msg.AuditSeq ||
+		newest.Msg.Entries[0].Seq != rr.Msg.AuditSeq-1 || newest.Msg.Matched != rr.Msg.AuditSeq {
+		t.Fatalf("audit newest: %v %v", newest, err)
+	}
+	back, err := op.Audit(ctx, connect.NewRequest(&adminv1.AuditRequest{Limit: 1, Newest: true, BeforeSeq: rr.Msg.AuditSeq,
+		Principal: "worker"}))
+	if err != nil || len(back.Msg.Entries) != 1 || back.Msg.Entries[0].Seq != wr.Msg.AuditSeq || back.Msg.Matched != 2 {
+		t.Fatalf("audit newest before: %v %v", back, err)
 	}
 	st, err := op.Status(ctx, connect.NewRequest(&adminv1.StatusRequest{Consistent: true, IncludeHash: true}))
 	if err != nil {
@@ -291,5 +309,36 @@ func TestApplyPolicyFieldErrors(t *testing.T) {
 	}
 	if e.hash() != before {
 		t.Fatal("a refused policy changed the registry")
+	}
+}
+
+// TestWriteThroughFollower: a write sent to a node that does not lead is forwarded to the
+// leader, and the answer carries the command's real audit seq (not 0: the follower waits until
+// it has applied the entry before it looks the entry up).
+func TestWriteThroughFollower(t *testing.T) {
+	e := newEnv(t)
+	c, n2 := e.follower()
+	if n2.IsLeader() {
+		t.Fatal("n2 leads")
+	}
+	for i := range 3 {
+		cmd := e.signed(&identity.RegisterAgent{Name: fmt.Sprintf("via-follower-%d", i), Key: mustKey(t).Public(),
+			ExpiresAt: time.Now().Add(time.Hour)}, e.ops[0])
+		resp, err := c.RegisterAgent(ctxT(t), connect.NewRequest(&adminv1.SignedCommand{Command: cmd.Encode()}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		digest := sha256.Sum256(cmd.Encode())
+		var want uint64
+		e.node.Read(func(r *identity.Registry) {
+			for _, a := range r.Audit(identity.AuditQuery{}) {
+				if a.CommandDigest == digest {
+					want = a.Seq
+				}
+			}
+		})
+		if want == 0 || resp.Msg.AuditSeq != want || resp.Msg.AppliedIndex == 0 {
+			t.Fatalf("write %d through the follower: audit seq %d at index %d, want seq %d", i, resp.Msg.AuditSeq, resp.Msg.AppliedIndex, want)
+		}
 	}
 }

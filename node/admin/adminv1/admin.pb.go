@@ -918,11 +918,13 @@ func (x *ListOperatorsResponse) GetThreshold() uint32 {
 type AuditRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Consistent    bool                   `protobuf:"varint,1,opt,name=consistent,proto3" json:"consistent,omitempty"`
-	Principal     string                 `protobuf:"bytes,2,opt,name=principal,proto3" json:"principal,omitempty"`                // name or ID; "" = all
-	From          *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=from,proto3" json:"from,omitempty"`                          // inclusive; unset = open
-	To            *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=to,proto3" json:"to,omitempty"`                              // exclusive; unset = open
-	Limit         uint32                 `protobuf:"varint,5,opt,name=limit,proto3" json:"limit,omitempty"`                       // 0 = the server's default (100); at most 1000
-	AfterSeq      uint64                 `protobuf:"varint,6,opt,name=after_seq,json=afterSeq,proto3" json:"after_seq,omitempty"` // only entries with seq > after_seq (paging)
+	Principal     string                 `protobuf:"bytes,2,opt,name=principal,proto3" json:"principal,omitempty"`                   // name or ID; "" = all
+	From          *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=from,proto3" json:"from,omitempty"`                             // inclusive; unset = open
+	To            *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=to,proto3" json:"to,omitempty"`                                 // exclusive; unset = open
+	Limit         uint32                 `protobuf:"varint,5,opt,name=limit,proto3" json:"limit,omitempty"`                          // 0 = the server's default (100); at most 1000
+	AfterSeq      uint64                 `protobuf:"varint,6,opt,name=after_seq,json=afterSeq,proto3" json:"after_seq,omitempty"`    // only entries with seq > after_seq (paging)
+	Newest        bool                   `protobuf:"varint,7,opt,name=newest,proto3" json:"newest,omitempty"`                        // the newest `limit` entries of the selection (still oldest first)
+	BeforeSeq     uint64                 `protobuf:"varint,8,opt,name=before_seq,json=beforeSeq,proto3" json:"before_seq,omitempty"` // only entries with seq < before_seq (paging back with newest); 0 = open
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -995,6 +997,20 @@ func (x *AuditRequest) GetLimit() uint32 {
 func (x *AuditRequest) GetAfterSeq() uint64 {
 	if x != nil {
 		return x.AfterSeq
+	}
+	return 0
+}
+
+func (x *AuditRequest) GetNewest() bool {
+	if x != nil {
+		return x.Newest
+	}
+	return false
+}
+
+func (x *AuditRequest) GetBeforeSeq() uint64 {
+	if x != nil {
+		return x.BeforeSeq
 	}
 	return 0
 }
@@ -1093,7 +1109,8 @@ func (x *AuditEntry) GetCommandDigest() []byte {
 
 type AuditResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	Entries       []*AuditEntry          `protobuf:"bytes,1,rep,name=entries,proto3" json:"entries,omitempty"` // oldest first
+	Entries       []*AuditEntry          `protobuf:"bytes,1,rep,name=entries,proto3" json:"entries,omitempty"`  // oldest first
+	Matched       uint64                 `protobuf:"varint,2,opt,name=matched,proto3" json:"matched,omitempty"` // entries matching principal, from and to (before limit and paging)
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1133,6 +1150,13 @@ func (x *AuditResponse) GetEntries() []*AuditEntry {
 		return x.Entries
 	}
 	return nil
+}
+
+func (x *AuditResponse) GetMatched() uint64 {
+	if x != nil {
+		return x.Matched
+	}
+	return 0
 }
 
 type GetPolicyRequest struct {
@@ -1295,7 +1319,7 @@ func (x *SignedCommand) GetCommand() []byte {
 type WriteResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	AppliedIndex  uint64                 `protobuf:"varint,1,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"` // raft index of the entry that carried the command
-	AuditSeq      uint64                 `protobuf:"varint,2,opt,name=audit_seq,json=auditSeq,proto3" json:"audit_seq,omitempty"`             // its audit entry; 0 when not yet visible on the node that answered
+	AuditSeq      uint64                 `protobuf:"varint,2,opt,name=audit_seq,json=auditSeq,proto3" json:"audit_seq,omitempty"`             // its audit entry; 0 when the answering node has not applied it within 5 s (forwarded writes)
 	Kind          string                 `protobuf:"bytes,3,opt,name=kind,proto3" json:"kind,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2899,7 +2923,7 @@ const file_vigil_admin_v1_admin_proto_rawDesc = "" +
 	"\x02id\x18\x02 \x01(\tR\x02id\"m\n" +
 	"\x15ListOperatorsResponse\x126\n" +
 	"\toperators\x18\x01 \x03(\v2\x18.vigil.admin.v1.OperatorR\toperators\x12\x1c\n" +
-	"\tthreshold\x18\x02 \x01(\rR\tthreshold\"\xdb\x01\n" +
+	"\tthreshold\x18\x02 \x01(\rR\tthreshold\"\x92\x02\n" +
 	"\fAuditRequest\x12\x1e\n" +
 	"\n" +
 	"consistent\x18\x01 \x01(\bR\n" +
@@ -2908,7 +2932,10 @@ const file_vigil_admin_v1_admin_proto_rawDesc = "" +
 	"\x04from\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x04from\x12*\n" +
 	"\x02to\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x02to\x12\x14\n" +
 	"\x05limit\x18\x05 \x01(\rR\x05limit\x12\x1b\n" +
-	"\tafter_seq\x18\x06 \x01(\x04R\bafterSeq\"\xd7\x01\n" +
+	"\tafter_seq\x18\x06 \x01(\x04R\bafterSeq\x12\x16\n" +
+	"\x06newest\x18\a \x01(\bR\x06newest\x12\x1d\n" +
+	"\n" +
+	"before_seq\x18\b \x01(\x04R\tbeforeSeq\"\xd7\x01\n" +
 	"\n" +
 	"AuditEntry\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12.\n" +
@@ -2917,9 +2944,10 @@ const file_vigil_admin_v1_admin_proto_rawDesc = "" +
 	"\asigners\x18\x04 \x03(\tR\asigners\x12\x1a\n" +
 	"\bsubjects\x18\x05 \x03(\tR\bsubjects\x12\x16\n" +
 	"\x06detail\x18\x06 \x01(\tR\x06detail\x12%\n" +
-	"\x0ecommand_digest\x18\a \x01(\fR\rcommandDigest\"E\n" +
+	"\x0ecommand_digest\x18\a \x01(\fR\rcommandDigest\"_\n" +
 	"\rAuditResponse\x124\n" +
-	"\aentries\x18\x01 \x03(\v2\x1a.vigil.admin.v1.AuditEntryR\aentries\"2\n" +
+	"\aentries\x18\x01 \x03(\v2\x1a.vigil.admin.v1.AuditEntryR\aentries\x12\x18\n" +
+	"\amatched\x18\x02 \x01(\x04R\amatched\"2\n" +
 	"\x10GetPolicyRequest\x12\x1e\n" +
 	"\n" +
 	"consistent\x18\x01 \x01(\bR\n" +
