@@ -62,6 +62,7 @@ type Node struct {
 	genesisRejected atomic.Bool // the registry refused cfg.Genesis: never propose it again
 
 	removed     atomic.Pointer[Removal] // set once this node learns that it was removed (removed.go)
+	raftStopped atomic.Bool             // raft's goroutines ended after a removal
 	joinProblem atomic.Pointer[error]   // why the last round of joinLoop failed; nil once joined
 	// replayTarget is the last raft log index this node held when it opened: its registry is
 	// incomplete until raft has applied up to it (or up to the commit index, when lower).
@@ -318,8 +319,14 @@ func (n *Node) Leader() peer.ID {
 // IsLeader reports whether this node is the leader.
 func (n *Node) IsLeader() bool { return n.raft.State() == raft.Leader }
 
-// State is the raft state of this node.
-func (n *Node) State() raft.RaftState { return n.raft.State() }
+// State is the raft state of this node: Shutdown once raft stopped after this node's removal
+// (raft itself may still report the candidate state it was entering when it was shut down).
+func (n *Node) State() raft.RaftState {
+	if n.raftStopped.Load() {
+		return raft.Shutdown
+	}
+	return n.raft.State()
+}
 
 // ID is this node's identity.
 func (n *Node) ID() identity.ID { return n.self }

@@ -141,6 +141,7 @@ func (n *Node) markRemoved(r Removal) {
 		if err := n.raft.Shutdown().Error(); err != nil {
 			n.log.Warn("consensus: raft shutdown after removal", "err", err)
 		}
+		n.raftStopped.Store(true)
 	}()
 }
 
