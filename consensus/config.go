@@ -37,6 +37,10 @@ type Config struct {
 	// dir (and Bootstrap is false). Default empty.
 	Join []peer.AddrInfo
 
+	// AdmitHint is appended to a join failure that means this node is not admitted, to tell the
+	// operator what to run (e.g. the `vigil members admit …` command for this node). Default "".
+	AdmitHint string
+
 	// Logger receives the node's structured logs (and raft's, through an hclog adapter).
 	// Default slog.Default().
 	Logger *slog.Logger

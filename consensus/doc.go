@@ -1,7 +1,8 @@
 // Package consensus replicates the identity registry with Raft (DESIGN.md §3, §8): an FSM over
 // identity.Registry, a Node that wires hashicorp/raft to a Badger log store (consensus/store),
 // raft's file snapshot store and a raft transport over libp2p streams (consensus/transport), and
-// the node-to-node protocols around it: /vigil/join/1, /vigil/propose/1 and /vigil/readindex/1.
+// the node-to-node protocols around it: /vigil/join/1, /vigil/propose/1, /vigil/readindex/1 and
+// /vigil/removed/1.
 //
 // Usage:
 //
@@ -18,7 +19,12 @@
 // Membership: a node joins by an operator-signed AdmitNode command. The new node asks a join peer
 // for the admitted nodes; the leader's reconciler makes the raft configuration follow the registry
 // (non-voter first, promoted to voter once connected; removed nodes are removed from raft and
-// their raft streams dropped on every node).
+// their raft streams dropped on every node). Before it removes a node from raft, the leader sends
+// it the operator-signed remove-node command (/vigil/removed/1); the removed node, or one that
+// applies its own removal, stops raft, records the removal in its data dir and never starts raft
+// there again (RemovedError, ErrRemoved). A join that fails says why: ErrNotAdmitted (the peer
+// refused this node's key) or ErrUnreachable (nothing answers at the join address); see
+// JoinProblem.
 //
 // Invariants:
 //   - Every replica applies the same entries with the same time (the leader's AppendedAt, made

@@ -27,6 +27,12 @@ var (
 	ErrProtocol = errors.New("protocol error")
 	// ErrInvalidConfig: a Config field has a bad value; the message names the field.
 	ErrInvalidConfig = errors.New("invalid config")
+	// ErrRemoved: operators removed this node from the cluster; raft is stopped (see
+	// RemovedError for when and by whom).
+	ErrRemoved = errors.New("node removed")
+	// ErrUnreachable: a join peer could not be reached at its address (nothing listens there,
+	// or the address names another peer ID).
+	ErrUnreachable = errors.New("unreachable")
 
 	// errNotLeader: the node asked is not the leader; the request was not acted on, so the
 	// caller may retry with the new leader.
@@ -45,6 +51,7 @@ var consensusCodes = []struct {
 	{"consensus.not_admitted", ErrNotAdmitted},
 	{"consensus.closed", ErrClosed},
 	{"consensus.protocol", ErrProtocol},
+	{"consensus.removed", ErrRemoved},
 }
 
 // codeOf maps an error to its wire code: identity's first (a registry rejection is the most

@@ -53,6 +53,21 @@ type FSM struct {
 	onMembership func()
 
 	restores atomic.Uint64 // number of Restore calls, for tests and Stats
+
+	// self is the local node's ID (zero: none). When an applied command or a restored
+	// snapshot retires self's key, onSelfRemoved is called (from the apply goroutine, must not
+	// block) with the command's index, or 0 after a restore.
+	self          identity.ID
+	onSelfRemoved func(index uint64)
+	// removals holds, under mu, the latest applied remove-node commands by removed node (at most
+	// maxRemovals): the leader sends one to its node before taking it out of raft.
+	removals map[identity.ID]removalRec
+}
+
+// removalRec is an applied remove-node command and its raft index.
+type removalRec struct {
+	index uint64
+	cmd   []byte
 }
 
 // NewFSM returns an FSM over an empty registry.
@@ -61,10 +76,11 @@ func NewFSM(log *slog.Logger) *FSM {
 		log = slog.Default()
 	}
 	return &FSM{
-		log:     log,
-		reg:     identity.NewRegistry(),
-		changed: make(chan struct{}),
-		subs:    map[uint64]func(uint64){},
+		log:      log,
+		reg:      identity.NewRegistry(),
+		changed:  make(chan struct{}),
+		subs:     map[uint64]func(uint64){},
+		removals: map[identity.ID]removalRec{},
 	}
 }
 
@@ -95,6 +111,7 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 	ver := f.verifyAll(logs)
 
 	membership := false
+	var selfRemoved uint64
 	f.mu.Lock()
 	for i, l := range logs {
 		res := ApplyResult{Index: l.Index}
@@ -106,8 +123,18 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 		}
 		if l.Type == raft.LogCommand {
 			res.Err = ver[i].err
+			var removing identity.ID // the node a remove-node command names, before it applies
+			if res.Err == nil && ver[i].kind == identity.KindRemoveNode {
+				removing = f.nodeNamed(ver[i].cmd)
+			}
 			if res.Err == nil {
 				res.Err = f.reg.Apply(ver[i].cmd, f.lastNow)
+			}
+			if res.Err == nil && !removing.IsZero() {
+				f.recordRemoval(removing, l.Index, l.Data)
+				if removing == f.self {
+					selfRemoved = l.Index
+				}
 			}
 			if res.Err != nil {
 				f.log.Warn("consensus: command rejected", "index", l.Index, "kind", ver[i].kind.String(),
@@ -132,7 +159,59 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 	if membership && f.onMembership != nil {
 		f.onMembership()
 	}
+	if selfRemoved != 0 && f.onSelfRemoved != nil {
+		f.onSelfRemoved(selfRemoved)
+	}
 	return out
+}
+
+// nodeNamed returns the ID of the node a verified remove-node command names (zero when none),
+// under f.mu.
+func (f *FSM) nodeNamed(v *identity.VerifiedCommand) identity.ID {
+	p, ok := v.Payload().(*identity.RemoveNode)
+	if !ok {
+		return identity.ID{}
+	}
+	for _, nd := range f.reg.Nodes() {
+		if nd.Name == p.Name {
+			return nd.ID
+		}
+	}
+	return identity.ID{}
+}
+
+// recordRemoval keeps the command that removed id, dropping the oldest beyond maxRemovals;
+// under f.mu.
+func (f *FSM) recordRemoval(id identity.ID, index uint64, cmd []byte) {
+	f.removals[id] = removalRec{index: index, cmd: bytes.Clone(cmd)}
+	for len(f.removals) > maxRemovals {
+		var oldest identity.ID
+		first := true
+		for k, r := range f.removals {
+			if first || r.index < f.removals[oldest].index {
+				oldest, first = k, false
+			}
+		}
+		delete(f.removals, oldest)
+	}
+}
+
+// removal returns the applied command that removed id, if this replica holds it.
+func (f *FSM) removal(id identity.ID) (removalRec, bool) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	r, ok := f.removals[id]
+	return r, ok
+}
+
+// selfRetired reports whether the registry holds self's key as retired (a removed node); under
+// f.mu.
+func (f *FSM) selfRetired() bool {
+	if f.self.IsZero() {
+		return false
+	}
+	_, st, ok := f.reg.Principal(f.self, f.lastNow)
+	return !ok && st == identity.StatusRevoked
 }
 
 // verifyAll runs decode + Verify on every command entry, in parallel when there is more than one.
@@ -293,11 +372,15 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	}
 	f.mu.Lock()
 	f.reg, f.lastNow, f.regIndex = reg, now, applied
+	retired := f.selfRetired()
 	f.mu.Unlock()
 	f.restores.Add(1)
 	f.advance(applied)
 	if f.onMembership != nil {
 		f.onMembership()
+	}
+	if retired && f.onSelfRemoved != nil {
+		f.onSelfRemoved(0)
 	}
 	return nil
 }

@@ -121,6 +121,9 @@ func (n *Node) membershipLoop() {
 	t := time.NewTimer(reconcileInterval)
 	defer t.Stop()
 	for {
+		if n.removed.Load() != nil {
+			return // raft is stopped: nothing to reconcile, no streams to keep
+		}
 		n.dropRemoved(known)
 		next := reconcileInterval
 		if n.IsLeader() {
@@ -271,6 +274,7 @@ func (n *Node) reconcile() (pending bool) {
 			n.log.Warn("consensus: leader is not an admitted node; keeping itself in the configuration")
 			continue
 		}
+		n.noticeRemoved(id)
 		if err := n.raft.RemoveServer(id, 0, timeout).Error(); err != nil {
 			n.log.Warn("consensus: raft remove failed", "peer", string(id), "err", err)
 			return true
@@ -278,6 +282,24 @@ func (n *Node) reconcile() (pending bool) {
 		n.log.Info("consensus: raft server removed", "peer", string(id))
 	}
 	return pending
+}
+
+// noticeRemoved sends the server id, when the registry removed it (its key is retired) and this
+// replica holds the command that did it, a removal notice before it leaves the configuration.
+func (n *Node) noticeRemoved(id raft.ServerID) {
+	p, err := peer.Decode(string(id))
+	if err != nil {
+		return
+	}
+	nid, err := identity.IDFromPeer(p)
+	if err != nil {
+		return
+	}
+	rec, ok := n.fsm.removal(nid)
+	if !ok {
+		return
+	}
+	n.sendRemovalNotice(p, rec)
 }
 
 // raftReachable reports whether the leader has a live connection to p and p announced the raft

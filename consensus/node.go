@@ -22,7 +22,7 @@ import (
 )
 
 // Node is one replica of the registry: raft, its stores, the FSM, the libp2p protocols
-// (/vigil/raft/1, /vigil/join/1, /vigil/propose/1, /vigil/readindex/1) and the leader's
+// (/vigil/raft/1, /vigil/join/1, /vigil/propose/1, /vigil/readindex/1, /vigil/removed/1) and the leader's
 // membership reconciler. Every method is safe for concurrent use.
 type Node struct {
 	cfg     Config
@@ -61,6 +61,13 @@ type Node struct {
 
 	genesisRejected atomic.Bool // the registry refused cfg.Genesis: never propose it again
 
+	removed     atomic.Pointer[Removal] // set once this node learns that it was removed (removed.go)
+	raftStopped atomic.Bool             // raft's goroutines ended after a removal
+	joinProblem atomic.Pointer[error]   // why the last round of joinLoop failed; nil once joined
+	// replayTarget is the last raft log index this node held when it opened: its registry is
+	// incomplete until raft has applied up to it (or up to the commit index, when lower).
+	replayTarget uint64
+
 	ctx       context.Context
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
@@ -91,6 +98,12 @@ func Open(cfg Config) (_ *Node, err error) {
 	}
 	if err := prepareDataDir(cfg.DataDir, cfg.Genesis.ClusterID, cfg.Key.ID()); err != nil {
 		return nil, err
+	}
+	// A removed node never starts raft again: it would only campaign against nodes that refuse it.
+	if r, err := readRemoved(cfg.DataDir); err != nil {
+		return nil, err
+	} else if r != nil {
+		return nil, &RemovedError{Removal: *r}
 	}
 
 	ctx, cancel := context.WithCancel(context.Background())
@@ -142,6 +155,7 @@ func Open(cfg Config) (_ *Node, err error) {
 
 	n.fsm = NewFSM(n.log)
 	n.fsm.onMembership = n.wakeMembership
+	n.fsm.self, n.fsm.onSelfRemoved = n.self, n.selfRemoved
 
 	n.trans = cfg.Transport
 	localAddr := transport.ServerAddress(n.h.ID(), n.h.Addrs())
@@ -179,6 +193,11 @@ func Open(cfg Config) (_ *Node, err error) {
 	if !hasState && hadRaftState(cfg.DataDir) {
 		return nil, lostRaftState(cfg)
 	}
+	if hasState {
+		if n.replayTarget, err = logs.LastIndex(); err != nil {
+			return nil, fmt.Errorf("consensus: read raft log: %w", err)
+		}
+	}
 	r, err := raft.NewRaft(rc, n.fsm, logs, stable, snaps, n.trans)
 	if err != nil {
 		return nil, fmt.Errorf("consensus: start raft: %w", err)
@@ -214,6 +233,7 @@ func Open(cfg Config) (_ *Node, err error) {
 	n.h.SetStreamHandler(JoinProtocol, n.handleJoin)
 	n.h.SetStreamHandler(ProposeProtocol, n.handlePropose)
 	n.h.SetStreamHandler(ReadIndexProtocol, n.handleReadIndex)
+	n.h.SetStreamHandler(RemovedProtocol, n.handleRemoved)
 
 	n.wg.Go(n.membershipLoop)
 	n.wg.Go(n.refreshLoop)
@@ -252,6 +272,7 @@ func (n *Node) Close() error {
 		n.h.RemoveStreamHandler(JoinProtocol)
 		n.h.RemoveStreamHandler(ProposeProtocol)
 		n.h.RemoveStreamHandler(ReadIndexProtocol)
+		n.h.RemoveStreamHandler(RemovedProtocol)
 		n.cancel()
 		// raft first (it resolves every pending future), then our goroutines, which may
 		// be waiting on those futures, then transport and store.
@@ -298,8 +319,14 @@ func (n *Node) Leader() peer.ID {
 // IsLeader reports whether this node is the leader.
 func (n *Node) IsLeader() bool { return n.raft.State() == raft.Leader }
 
-// State is the raft state of this node.
-func (n *Node) State() raft.RaftState { return n.raft.State() }
+// State is the raft state of this node: Shutdown once raft stopped after this node's removal
+// (raft itself may still report the candidate state it was entering when it was shut down).
+func (n *Node) State() raft.RaftState {
+	if n.raftStopped.Load() {
+		return raft.Shutdown
+	}
+	return n.raft.State()
+}
 
 // ID is this node's identity.
 func (n *Node) ID() identity.ID { return n.self }
@@ -325,6 +352,34 @@ func (n *Node) LastContact() time.Duration {
 		return time.Duration(math.MaxInt64)
 	}
 	return time.Since(t)
+}
+
+// Replay reports how far this node has re-applied the log it held when it opened: caughtUp is
+// false while raft's applied index is below that log's last index, unless a known leader's
+// commit index, which this node has applied, is lower (the rest of the log was never committed
+// and will be replaced). A node that opened with an empty log is always caught up.
+func (n *Node) Replay() (applied, target uint64, caughtUp bool) {
+	applied, target = n.raft.AppliedIndex(), n.replayTarget
+	if commit := n.raft.CommitIndex(); n.Leader() != "" && commit > 0 && commit < target {
+		target = commit
+	}
+	return applied, target, applied >= target
+}
+
+// JoinProblem is why this node's last attempt to join through its join peers failed (wrapping
+// ErrNotAdmitted, ErrUnreachable or the peer's answer), or nil: it joined, needs no join, or has
+// not tried yet.
+func (n *Node) JoinProblem() error {
+	p := n.joinProblem.Load()
+	if p == nil {
+		return nil
+	}
+	var listed bool
+	n.fsm.Read(func(reg *identity.Registry) { _, listed = reg.Node(n.self) })
+	if listed {
+		return nil // raft reached this node before its next join attempt
+	}
+	return *p
 }
 
 // Member is one server of the raft configuration.
@@ -366,6 +421,9 @@ func (n *Node) WaitForLeader(ctx context.Context) error {
 	for {
 		if n.Leader() != "" {
 			return nil
+		}
+		if err := n.removedErr(); err != nil {
+			return err
 		}
 		select {
 		case <-ctx.Done():

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -44,6 +45,9 @@ const (
 func (n *Node) Propose(ctx context.Context, cmd *identity.Command) (ApplyResult, error) {
 	if n.ctx.Err() != nil {
 		return ApplyResult{}, errf(ErrClosed, "propose")
+	}
+	if err := n.removedErr(); err != nil {
+		return ApplyResult{}, err
 	}
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
@@ -263,6 +267,9 @@ func (n *Node) handlePropose(s network.Stream) {
 // (linearizable read, raft's read-index): the leader confirms it still leads (VerifyLeader) and
 // returns its commit index; this node waits until it has applied that index.
 func (n *Node) ConsistentRead(ctx context.Context, fn func(*identity.Registry)) error {
+	if err := n.removedErr(); err != nil {
+		return err
+	}
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, n.cfg.ApplyTimeout)
@@ -405,15 +412,20 @@ func (n *Node) joinLoop() {
 		var listed bool
 		n.fsm.Read(func(reg *identity.Registry) { _, listed = reg.Node(n.self) })
 		if listed {
+			n.joinProblem.Store(nil)
 			return // already replicating: raft reached this node first
 		}
+		var problem error
 		for _, ai := range n.cfg.Join {
 			err := n.joinOnce(ai)
 			if err == nil {
+				n.joinProblem.Store(nil)
 				return
 			}
 			n.log.Warn("consensus: join failed", "peer", ai.ID.String(), "err", err)
+			problem = worseJoinProblem(problem, err)
 		}
+		n.joinProblem.Store(&problem)
 		t := time.NewTimer(backoff)
 		select {
 		case <-n.ctx.Done():
@@ -425,14 +437,58 @@ func (n *Node) joinLoop() {
 	}
 }
 
+// worseJoinProblem keeps the more telling of two join failures: a refusal (this node is not
+// admitted) over an unreachable peer over anything else.
+func worseJoinProblem(a, b error) error {
+	rank := func(err error) int {
+		switch {
+		case err == nil:
+			return 0
+		case errors.Is(err, ErrNotAdmitted):
+			return 3
+		case errors.Is(err, ErrUnreachable):
+			return 2
+		}
+		return 1
+	}
+	if rank(b) > rank(a) {
+		return b
+	}
+	return a
+}
+
+// notAdmitted is the join failure of a peer that refused this node: its gater closed the
+// connection right after the handshake, or it answered not-admitted.
+func (n *Node) notAdmitted(ai peer.AddrInfo, how string) error {
+	msg := fmt.Sprintf("join peer %s %s: this node (ID %s) is not admitted by the cluster, or the join address names a node of another cluster",
+		ai.ID, how, n.self)
+	if n.cfg.AdmitHint != "" {
+		msg += ": " + n.cfg.AdmitHint
+	}
+	return errf(ErrNotAdmitted, "%s", msg)
+}
+
+// refusedAfterHandshake reports whether the connection to p is gone: the peer's gater refuses
+// a key it does not admit by closing the connection once the handshake proved the key, which the
+// dialling side sees as a stream that fails to open or is reset.
+func (n *Node) refusedAfterHandshake(p peer.ID) bool {
+	return n.h.Network().Connectedness(p) != network.Connected
+}
+
 func (n *Node) joinOnce(ai peer.AddrInfo) error {
 	ctx, cancel := context.WithTimeout(n.ctx, n.cfg.RPCTimeout)
 	defer cancel()
 	if err := n.h.Connect(ctx, ai); err != nil {
-		return fmt.Errorf("consensus: join: connect %s: %w", ai.ID, err)
+		if strings.Contains(err.Error(), "peer id mismatch") {
+			return errf(ErrUnreachable, "join address %v answers with another peer ID than %s: fix the /p2p/ part of the join address: %v", ai.Addrs, ai.ID, err)
+		}
+		return errf(ErrUnreachable, "cannot reach join peer %s at %v: check the join addresses and that the peer runs: %v", ai.ID, ai.Addrs, err)
 	}
 	s, err := n.h.NewStream(ctx, ai.ID, JoinProtocol)
 	if err != nil {
+		if n.ctx.Err() == nil && n.refusedAfterHandshake(ai.ID) {
+			return n.notAdmitted(ai, "closed the connection after the handshake")
+		}
 		return fmt.Errorf("consensus: join: open stream to %s: %w", ai.ID, err)
 	}
 	defer s.Close()
@@ -445,6 +501,9 @@ func (n *Node) joinOnce(ai peer.AddrInfo) error {
 	body, err := io.ReadAll(io.LimitReader(s, maxJoinMsg+1))
 	if err != nil || len(body) > maxJoinMsg {
 		_ = s.Reset()
+		if err != nil && n.ctx.Err() == nil && n.refusedAfterHandshake(ai.ID) {
+			return n.notAdmitted(ai, "closed the connection after the handshake")
+		}
 		return errf(ErrProtocol, "join: read response from %s: %v", ai.ID, err)
 	}
 	j, err := decodeJoinResponse(bytes.NewReader(body))
@@ -452,6 +511,9 @@ func (n *Node) joinOnce(ai peer.AddrInfo) error {
 		return err
 	}
 	if err := j.Result.Err(); err != nil {
+		if errors.Is(err, ErrNotAdmitted) {
+			return n.notAdmitted(ai, "answered that it does not admit this node")
+		}
 		return err
 	}
 	learnt := 0

@@ -37,7 +37,9 @@ type e2eCluster struct {
 	cid   identity.ClusterID
 	op    identity.PrivateKey
 	cfgs  []config.Config
-	nodes []*Node // nil while a node is stopped
+	keys  []identity.PrivateKey // node keys, by index
+	addrs []string              // libp2p listen addresses, by index
+	nodes []*Node               // nil while a node is stopped
 }
 
 // freePort returns a TCP port on 127.0.0.1 that was free a moment ago. libp2p ports are fixed
@@ -77,6 +79,40 @@ func startE2ECluster(tb testing.TB, size int) *e2eCluster {
 
 // startE2EClusterYAML is startE2ECluster with extra YAML appended to every node's file.
 func startE2EClusterYAML(tb testing.TB, size int, extra string) *e2eCluster {
+	tb.Helper()
+	c := newE2ECluster(tb, size, extra)
+	c.start(0)
+	for i := 1; i < size; i++ {
+		// Admitted before it starts, through a running node (node-1, or the previous one).
+		c.admit(c.nodes[i-1], i)
+		c.start(i)
+	}
+	c.converge()
+	// A node joins as a non-voter and is promoted once the leader reaches it: wait for that, or a
+	// test that stops a node could leave fewer voters than a quorum needs.
+	waitUntil(tb, "every node to be a raft voter", func() bool {
+		ms, err := c.nodes[0].Consensus().Members()
+		voters := 0
+		for _, m := range ms {
+			if m.Suffrage == raft.Voter {
+				voters++
+			}
+		}
+		return err == nil && voters == size
+	})
+	return c
+}
+
+// admit proposes the admission of node i through n.
+func (c *e2eCluster) admit(n *Node, i int) {
+	c.tb.Helper()
+	c.propose(n, &identity.AdmitNode{Node: identity.NodeEntry{Name: c.cfgs[i].Node.Name,
+		Key: c.keys[i].Public(), Site: "site-1", Voter: true, Addrs: []string{c.addrs[i]}}})
+}
+
+// newE2ECluster writes the keys, genesis and configuration of size nodes (node-1 is the genesis
+// node, node-i joins through node-1 … node-(i-1)) and starts none of them.
+func newE2ECluster(tb testing.TB, size int, extra string) *e2eCluster {
 	tb.Helper()
 	root := tb.TempDir()
 	c := &e2eCluster{tb: tb}
@@ -145,26 +181,7 @@ func startE2EClusterYAML(tb testing.TB, size int, extra string) *e2eCluster {
 		}
 	})
 
-	c.start(0)
-	for i := 1; i < size; i++ {
-		// Admitted before it starts, through a running node (node-1, or the previous one).
-		c.propose(c.nodes[i-1], &identity.AdmitNode{Node: identity.NodeEntry{Name: c.cfgs[i].Node.Name,
-			Key: keys[i].Public(), Site: "site-1", Voter: true, Addrs: []string{addrs[i]}}})
-		c.start(i)
-	}
-	c.converge()
-	// A node joins as a non-voter and is promoted once the leader reaches it: wait for that, or a
-	// test that stops a node could leave fewer voters than a quorum needs.
-	waitUntil(tb, "every node to be a raft voter", func() bool {
-		ms, err := c.nodes[0].Consensus().Members()
-		voters := 0
-		for _, m := range ms {
-			if m.Suffrage == raft.Voter {
-				voters++
-			}
-		}
-		return err == nil && voters == size
-	})
+	c.keys, c.addrs = keys, addrs
 	return c
 }
 

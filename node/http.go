@@ -9,6 +9,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/vigil-mesh/vigil/consensus"
 	"github.com/vigil-mesh/vigil/identity"
 )
 
@@ -43,16 +44,29 @@ func (n *Node) serveHTTP() error {
 	return nil
 }
 
-// ready says why the node cannot enforce yet, or nil.
+// ready says why the node cannot enforce yet, or nil. The reason is the one /readyz and the
+// admin API give; a removal wraps consensus.ErrRemoved.
 func (n *Node) ready() error {
+	if n.removedAtStart != nil {
+		return n.removedAtStart
+	}
 	cons := n.consensusNode()
 	if cons == nil {
 		return errors.New("registry not open")
 	}
+	if r, ok := cons.Removed(); ok {
+		return &consensus.RemovedError{Removal: r}
+	}
 	initialised := false
 	cons.Read(func(r *identity.Registry) { initialised = r.ClusterID() != identity.ClusterID{} })
+	if applied, target, ok := cons.Replay(); !ok {
+		return fmt.Errorf("replaying the registry (applied %d of %d)", applied, target)
+	}
 	switch {
 	case !initialised:
+		if err := cons.JoinProblem(); err != nil {
+			return fmt.Errorf("joining: %w", err)
+		}
 		return errors.New("genesis not applied yet")
 	case cons.Leader() == "":
 		return errors.New("no raft leader known")

@@ -60,6 +60,10 @@ type Node struct {
 	gossip *gossipLayer  // nil unless gossip.enabled (gossip.go)
 	state  *alerts.Store // alerts, response decisions, detector checkpoints (DIR/state)
 	detect *detection    // the detector engine's shell (detect.go)
+
+	// removedAtStart is set when the data dir records that operators removed this node: it
+	// then serves only /healthz, /readyz, /metrics and an admin API that answers with it.
+	removedAtStart *consensus.RemovedError
 }
 
 // Start starts a node from a loaded configuration: it opens the key and genesis, starts the libp2p
@@ -128,6 +132,7 @@ func Start(cfg config.Config, log *slog.Logger) (_ *Node, err error) {
 	cc.DataDir, cc.Key, cc.Host, cc.Genesis = cfg.Node.DataDir, n.key, n.host, genesis
 	cc.Bootstrap = inGenesis
 	cc.Join = join
+	cc.AdmitHint = admitHint(cfg, n.key.ID(), n.host)
 	cc.Logger = n.log
 	cc.HeartbeatTimeout, cc.ElectionTimeout = cfg.Raft.HeartbeatTimeout, cfg.Raft.ElectionTimeout
 	cc.LeaderLeaseTimeout = min(cc.LeaderLeaseTimeout, cfg.Raft.HeartbeatTimeout)
@@ -136,6 +141,9 @@ func Start(cfg config.Config, log *slog.Logger) (_ *Node, err error) {
 		cc.Join = nil // a genesis node bootstraps; it joins no one
 	}
 	cons, err := consensus.Open(cc)
+	if rm := (*consensus.RemovedError)(nil); errors.As(err, &rm) {
+		return n, n.startRemoved(rm)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("node: %w", err)
 	}
@@ -215,6 +223,34 @@ func Start(cfg config.Config, log *slog.Logger) (_ *Node, err error) {
 	return n, nil
 }
 
+// startRemoved runs a node whose data dir records its removal: no raft, no agents, no gossip;
+// health, readiness and metrics on listen.http, and the admin API answering every call with
+// the removal (serveAdmin's Ready hook).
+func (n *Node) startRemoved(rm *consensus.RemovedError) error {
+	n.removedAtStart = rm
+	n.log.Error("node: this node was removed from the cluster; raft is not started", "reason", rm.Removal.String())
+	if err := n.serveAdmin(nil); err != nil {
+		return err
+	}
+	n.metrics.register(n)
+	return n.serveHTTP()
+}
+
+// admitHint is the command an operator runs to admit this node, for join failures.
+func admitHint(cfg config.Config, id identity.ID, h host.Host) string {
+	addr := "MULTIADDR"
+	if len(cfg.Advertise) > 0 {
+		addr = cfg.Advertise[0]
+	} else if as := h.Addrs(); len(as) > 0 {
+		addr = as[0].String()
+	}
+	name := cfg.Node.Name
+	if name == "" {
+		name = "NAME"
+	}
+	return fmt.Sprintf("run `vigil members admit %s --node-id %s --addr %s` on an operator's machine", name, id, addr)
+}
+
 // consensusNode is the replicated registry, or nil while Start has not opened it.
 func (n *Node) consensusNode() *consensus.Node { return n.cons.Load() }
 
@@ -229,7 +265,12 @@ func (n *Node) serveAdmin(cons *consensus.Node) error {
 	if n.gossip != nil {
 		ac.Gossip = n.gossip // gossip_keys.go: member states and the keyring methods
 	}
-	n.admin = admin.NewServer(revocationGossip{cons, n}, ac)
+	ac.Ready = n.ready
+	var b admin.Backend = revocationGossip{cons, n}
+	if cons == nil {
+		b = nil // removed (startRemoved): Ready refuses every call before the backend is used
+	}
+	n.admin = admin.NewServer(b, ac)
 	n.closers = append(n.closers, n.admin.Close)
 	ln, err := net.Listen("tcp", n.cfg.Listen.Admin)
 	if err != nil {

@@ -2,10 +2,16 @@ package admin
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"slices"
 	"time"
 
+	"connectrpc.com/connect"
+
+	"github.com/vigil-mesh/vigil/consensus"
 	"github.com/vigil-mesh/vigil/identity"
+	"github.com/vigil-mesh/vigil/node/admin/adminv1"
 	"github.com/vigil-mesh/vigil/node/admin/adminv1/adminv1connect"
 )
 
@@ -138,4 +144,23 @@ func CallerFrom(ctx context.Context) (Caller, bool) {
 
 func withCaller(ctx context.Context, c Caller) context.Context {
 	return context.WithValue(ctx, callerKey{}, c)
+}
+
+// NotReadyCode is the stable error code (ErrorCodeHeader, ErrorDetail) of a call refused
+// because the node is not ready (Config.Ready); a removed node answers "consensus.removed".
+const NotReadyCode = "node.not_ready"
+
+// notReadyError is the answer to a call the node cannot serve yet: "node not ready: " and the
+// reason, with code (Unavailable: retry later; FailedPrecondition: removed, retrying is useless).
+func notReadyError(code connect.Code, reason error) *connect.Error {
+	ec := NotReadyCode
+	if errors.Is(reason, consensus.ErrRemoved) {
+		ec = "consensus.removed"
+	}
+	out := connect.NewError(code, fmt.Errorf("node not ready: %w", reason))
+	out.Meta().Set(ErrorCodeHeader, ec)
+	if d, err := connect.NewErrorDetail(&adminv1.ErrorDetail{Code: ec, Reason: "node not ready: " + reason.Error()}); err == nil {
+		out.AddDetail(d)
+	}
+	return out
 }

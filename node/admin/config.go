@@ -34,6 +34,13 @@ type Config struct {
 	// methods answer FailedPrecondition.
 	Gossip GossipBackend
 
+	// Ready says why the node cannot serve yet (its registry is being replayed, it is joining,
+	// it was removed), or nil. While it returns an error, a caller the registry cannot classify
+	// (role unknown) is answered Unavailable with that reason instead of PermissionDenied, since
+	// the registry may not hold its key yet; when the error wraps consensus.ErrRemoved, every
+	// call is answered FailedPrecondition with it. Must not block. Default nil: always ready.
+	Ready func() error
+
 	// Logger receives the server's structured logs. Default slog.Default().
 	Logger *slog.Logger
 

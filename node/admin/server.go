@@ -108,6 +108,13 @@ func (s *Server) localHandler() http.Handler {
 func (s *Server) authorize(next connect.UnaryFunc) connect.UnaryFunc {
 	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
 		proc := req.Spec().Procedure
+		var notReady error
+		if s.cfg.Ready != nil {
+			notReady = s.cfg.Ready()
+		}
+		if errors.Is(notReady, consensus.ErrRemoved) {
+			return nil, notReadyError(connect.CodeFailedPrecondition, notReady)
+		}
 		role := RoleUnknown
 		c, ok := CallerFrom(ctx)
 		switch {
@@ -116,6 +123,11 @@ func (s *Server) authorize(next connect.UnaryFunc) connect.UnaryFunc {
 		case ok && !c.ID.IsZero():
 			now := s.cfg.Now()
 			s.b.Read(func(r *identity.Registry) { role = roleOf(r, c.ID, now) })
+		}
+		if role == RoleUnknown && notReady != nil && ok && !c.ID.IsZero() {
+			// The registry may not hold the caller's key yet: say so rather than deny.
+			s.cfg.Logger.Info("admin call refused: node not ready", "procedure", proc, "caller", c.ID.String(), "reason", notReady.Error())
+			return nil, notReadyError(connect.CodeUnavailable, notReady)
 		}
 		if !Allowed(proc, role) {
 			s.cfg.Logger.Info("admin call denied", "procedure", proc, "role", role.String(), "caller", c.ID.String())
