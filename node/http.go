@@ -44,6 +44,10 @@ func (n *Node) serveHTTP() error {
 	return nil
 }
 
+// Ready says why the node cannot enforce yet (joining, replaying the registry, no leader known,
+// removed), or nil once it can: what /readyz answers.
+func (n *Node) Ready() error { return n.ready() }
+
 // ready says why the node cannot enforce yet, or nil. The reason is the one /readyz and the
 // admin API give; a removal wraps consensus.ErrRemoved.
 func (n *Node) ready() error {

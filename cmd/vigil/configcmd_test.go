@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -144,5 +145,24 @@ func TestConfigHelpHasExamples(t *testing.T) {
 		if code != exitOK || !strings.Contains(out, "Examples:") {
 			t.Errorf("%v: code %d, no examples:\n%s", args, code, out)
 		}
+	}
+}
+
+// TestWatchReady: vigil node prints each different reason it is not ready, then that it is.
+func TestWatchReady(t *testing.T) {
+	reasons := []error{errors.New("joining: not admitted"), errors.New("joining: not admitted"),
+		errors.New("replaying the registry (applied 3 of 9)"), nil}
+	i := 0
+	var out strings.Builder
+	watchReady(context.Background(), &out, "node-4", func() error {
+		err := reasons[min(i, len(reasons)-1)]
+		i++
+		return err
+	})
+	want := "vigil node node-4 not ready: joining: not admitted\n" +
+		"vigil node node-4 not ready: replaying the registry (applied 3 of 9)\n" +
+		"vigil node node-4 ready\n"
+	if out.String() != want {
+		t.Fatalf("got %q, want %q", out.String(), want)
 	}
 }

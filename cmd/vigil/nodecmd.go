@@ -1,11 +1,14 @@
 package main
 
 import (
+	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -53,10 +56,11 @@ Write a starting configuration with 'vigil config default' and check it with 'vi
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "vigil node %s (%s) running; metrics and health on http://%s\n",
+			fmt.Fprintf(cmd.OutOrStdout(), "vigil node %s (%s) started; metrics and health on http://%s\n",
 				cfg.Node.Name, n.ID(), n.HTTPAddr())
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			go watchReady(ctx, cmd.OutOrStdout(), cfg.Node.Name, n.Ready)
 			<-ctx.Done()
 			log.Info("node: stopping")
 			return n.Close()
@@ -64,4 +68,29 @@ Write a starting configuration with 'vigil config default' and check it with 'vi
 	}
 	cmd.Flags().StringVar(&path, "config", "", "node configuration file (YAML)")
 	return cmd
+}
+
+// watchReady prints when the node becomes ready, and each different reason it is not ready
+// before that (joining, replaying the registry, not admitted, removed), so the terminal says
+// what /readyz says.
+func watchReady(ctx context.Context, out io.Writer, name string, ready func() error) {
+	last := ""
+	t := time.NewTicker(500 * time.Millisecond)
+	defer t.Stop()
+	for {
+		err := ready()
+		if err == nil {
+			fmt.Fprintf(out, "vigil node %s ready\n", name)
+			return
+		}
+		if err.Error() != last {
+			last = err.Error()
+			fmt.Fprintf(out, "vigil node %s not ready: %s\n", name, last)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
