@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/vigil-mesh/vigil/node/admin"
+	"github.com/vigil-mesh/vigil/node/admin/admintest"
 	"github.com/vigil-mesh/vigil/node/alerts"
 )
 
@@ -33,7 +34,7 @@ func testAlertsConfig(t *testing.T, c *admin.Config) {
 	t.Cleanup(func() { _ = st.Close() })
 	testAlerts = st
 	c.Alerts = testAlertBackend{st}
-	testDecisions = testDecisionBackend{st}
+	testDecisions = admintest.StoreDecisions{Store: st}
 	c.Decisions = testDecisions
 }
 

@@ -2,63 +2,23 @@ package main
 
 import (
 	"encoding/json"
-	"fmt"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/vigil-mesh/vigil/gossip/response"
-	"github.com/vigil-mesh/vigil/identity"
-	"github.com/vigil-mesh/vigil/node/admin"
+	"github.com/vigil-mesh/vigil/node/admin/admintest"
 	"github.com/vigil-mesh/vigil/node/alerts"
 )
 
 // testDecisions is the decision backend of the newest adminNode.
-var testDecisions testDecisionBackend
-
-// testDecisionBackend serves the decision RPCs from a real store: a lift applies to the agent's
-// newest stored decision (or the one named), as a node's does to its running step.
-type testDecisionBackend struct{ st *alerts.Store }
-
-func (b testDecisionBackend) ListDecisions(q alerts.DecisionQuery) ([]alerts.Decision, error) {
-	return b.st.ListDecisions(q)
-}
-
-func (b testDecisionBackend) LiftDecision(l admin.Lift) (alerts.Decision, error) {
-	var target alerts.Decision
-	if l.DecisionID != "" {
-		d, err := b.st.GetDecision(l.DecisionID)
-		if err != nil {
-			return alerts.Decision{}, err
-		}
-		target = d
-	} else {
-		ds, err := b.st.ListDecisions(alerts.DecisionQuery{Agent: l.Agent, Limit: 1})
-		if err != nil {
-			return alerts.Decision{}, err
-		}
-		if len(ds) == 0 {
-			return alerts.Decision{}, fmt.Errorf("no agent %q: %w", l.Agent, identity.ErrNotFound)
-		}
-		target = ds[0]
-	}
-	switch target.Action {
-	case "revoke":
-		return alerts.Decision{}, fmt.Errorf("%w: %s", response.ErrRevoked, target.Agent)
-	case "throttle", "quarantine":
-	default:
-		return alerts.Decision{}, fmt.Errorf("%w: %s's last decision is %s", response.ErrNothingToLift, target.Agent, target.Action)
-	}
-	return b.st.AddDecision(alerts.Decision{Agent: target.Agent, AgentID: target.AgentID, Action: alerts.ActionLift, Time: time.Now(),
-		By: l.By, Reason: l.Reason, Lifted: target.Action, LiftedID: target.ID})
-}
+var testDecisions admintest.StoreDecisions
 
 // TestDecisionsCmd: list filters and prints newest first; lift by agent and by decision ID
 // prints what it lifted and who; argument errors are usage errors (exit 2) that send nothing;
 // a revoke or an unknown agent fails with the server's message.
 func TestDecisionsCmd(t *testing.T) {
 	_, _, keyPath, sock := adminNode(t)
-	st := testDecisions.st
+	st := testDecisions.Store
 	now := time.Now()
 	add := func(d alerts.Decision) alerts.Decision {
 		t.Helper()

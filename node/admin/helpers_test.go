@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"encoding/hex"
-	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -20,9 +19,9 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/vigil-mesh/vigil/consensus"
-	"github.com/vigil-mesh/vigil/gossip/response"
 	"github.com/vigil-mesh/vigil/identity"
 	"github.com/vigil-mesh/vigil/node/admin"
+	"github.com/vigil-mesh/vigil/node/admin/admintest"
 	"github.com/vigil-mesh/vigil/node/admin/adminv1"
 	"github.com/vigil-mesh/vigil/node/admin/adminv1/adminv1connect"
 	"github.com/vigil-mesh/vigil/node/admin/client"
@@ -122,7 +121,7 @@ func newEnv(t testing.TB) *env {
 	t.Cleanup(func() { _ = st.Close() })
 	matrixAlerts = st
 	acfg.Alerts = storeBackend{st}
-	acfg.Decisions = storeDecisions{st}
+	acfg.Decisions = admintest.StoreDecisions{Store: st}
 	e.keyring = newKeyringBackend(t, e.nodeKey.ID())
 	acfg.Gossip = e.keyring
 	e.srv = admin.NewServer(e.node, acfg)
@@ -297,43 +296,6 @@ func (b storeBackend) AckAlert(id, who string) (alerts.Alert, error) {
 }
 func (b storeBackend) ResolveAlert(id, who string, fp bool) (alerts.Alert, error) {
 	return b.st.Resolve(id, who, fp, time.Now())
-}
-
-// storeDecisions serves the decision RPCs from a store: a lift applies to the agent's newest
-// stored decision (or the one named), as the node's does to its running step.
-type storeDecisions struct{ st *alerts.Store }
-
-func (b storeDecisions) ListDecisions(q alerts.DecisionQuery) ([]alerts.Decision, error) {
-	return b.st.ListDecisions(q)
-}
-
-func (b storeDecisions) LiftDecision(l admin.Lift) (alerts.Decision, error) {
-	var target alerts.Decision
-	if l.DecisionID != "" {
-		d, err := b.st.GetDecision(l.DecisionID)
-		if err != nil {
-			return alerts.Decision{}, err
-		}
-		target = d
-	} else {
-		ds, err := b.st.ListDecisions(alerts.DecisionQuery{Agent: l.Agent, Limit: 1})
-		if err != nil {
-			return alerts.Decision{}, err
-		}
-		if len(ds) == 0 {
-			return alerts.Decision{}, fmt.Errorf("no agent %q: %w", l.Agent, identity.ErrNotFound)
-		}
-		target = ds[0]
-	}
-	switch target.Action {
-	case "revoke":
-		return alerts.Decision{}, fmt.Errorf("%w: %s", response.ErrRevoked, target.Agent)
-	case "throttle", "quarantine":
-	default:
-		return alerts.Decision{}, fmt.Errorf("%w: %s's last decision is %s", response.ErrNothingToLift, target.Agent, target.Action)
-	}
-	return b.st.AddDecision(alerts.Decision{Agent: target.Agent, AgentID: target.AgentID, Action: alerts.ActionLift, Time: time.Now(),
-		By: l.By, Reason: l.Reason, Lifted: target.Action, LiftedID: target.ID})
 }
 
 // payloadFor returns a payload for method about subject that the registry accepts now, given
