@@ -94,7 +94,7 @@ type Listen struct {
 	// AdminSocket is the Unix socket of the admin API for operators on the host. A relative
 	// path is relative to node.data_dir. Default <data_dir>/admin.sock.
 	AdminSocket string `yaml:"admin_socket"`
-	// HTTP is the host:port of /metrics, /healthz, /readyz and the dashboard.
+	// HTTP is the host:port of /metrics, /healthz, /readyz and /decisions.
 	// Default 127.0.0.1:7402 (loopback only: it is not authenticated).
 	HTTP string `yaml:"http"`
 }
