@@ -63,7 +63,8 @@ func (n *Node) ready() error {
 	}
 	initialised := false
 	cons.Read(func(r *identity.Registry) { initialised = r.ClusterID() != identity.ClusterID{} })
-	if applied, target, ok := cons.Replay(); !ok {
+	applied, target, ok := cons.Replay()
+	if !ok {
 		return fmt.Errorf("replaying the registry (applied %d of %d)", applied, target)
 	}
 	switch {
@@ -76,6 +77,12 @@ func (n *Node) ready() error {
 		return errors.New("no raft leader known")
 	case n.views.Current() == nil:
 		return errors.New("no registry view yet")
+	}
+	// The gaters decide from the view, which the enforcer rebuilds after the registry applies:
+	// ready once it holds what the replay brought back (min: the replay target can be a raft
+	// configuration entry, which the registry never applies).
+	if v, want := n.views.Current().Index(), min(cons.AppliedIndex(), target); v < want {
+		return fmt.Errorf("building the enforcement view (at %d of %d)", v, want)
 	}
 	return nil
 }
