@@ -182,8 +182,15 @@ func (s *Server) follow() {
 	}
 }
 
-// ServeHTTP routes a request; unknown paths get 404 and wrong methods 405, both in JSON.
+// ServeHTTP routes a request; unknown paths get 404 and wrong methods 405, both in JSON. A
+// request a web browser made for a page (it carries Origin) or that names a host other than
+// loopback (a DNS-rebinding page on a TCP listener) is refused with 403 before anything else:
+// the API carries the agent's authority, and only programs on this host may use it.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if err := s.checkCaller(r); err != nil {
+		writeErr(w, http.StatusForbidden, apiError{Code: "forbidden", Message: err.Error()})
+		return
+	}
 	methods, ok := s.mux[r.URL.Path]
 	if !ok {
 		writeErr(w, http.StatusNotFound, apiError{Code: "not_found", Message: fmt.Sprintf("no endpoint %s", r.URL.Path)})
@@ -203,6 +210,27 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, s.cfg.MaxBody)
 	h(w, r)
+}
+
+// checkCaller refuses what a browser page could send: any request with an Origin header (set by
+// browsers on cross-origin and on POST requests; agents' HTTP clients do not send it) and, on a
+// TCP listener, a Host that is not localhost or a loopback address.
+func (s *Server) checkCaller(r *http.Request) error {
+	if o := r.Header.Get("Origin"); o != "" {
+		return fmt.Errorf("request with Origin %q refused: the sidecar serves the agent's programs, not web pages", o)
+	}
+	if network, _, err := ParseListen(s.cfg.Listen); err != nil || network != "tcp" {
+		return nil // a unix socket: its mode (0600) is the access control, Host means nothing
+	}
+	host := r.Host
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+	if ip := net.ParseIP(host); host == "localhost" || (ip != nil && ip.IsLoopback()) {
+		return nil
+	}
+	return fmt.Errorf("request for host %q refused: use 127.0.0.1 or localhost (the sidecar listens on loopback only)", r.Host)
 }
 
 // Listen opens the configured listener and serves on it in the background. For a unix socket it

@@ -2,7 +2,9 @@ package monitor
 
 import (
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -372,6 +374,39 @@ func TestLoopbackTCP(t *testing.T) {
 	}
 	if code, reg := s.do(t, "GET", "/v1/registration", ""); code != 200 || reg["name"] != "alice" {
 		t.Fatalf("%d %v", code, reg)
+	}
+	// What a web page could send: a cross-origin POST, or a request through a rebound name.
+	for _, c := range []struct {
+		name  string
+		host  string
+		hdr   map[string]string
+		want  int
+		words string
+	}{
+		{"browser origin", "", map[string]string{"Origin": "http://evil.example"}, 403, "Origin"},
+		{"rebound host", "evil.example", nil, 403, "host"},
+		{"localhost", "localhost", nil, 200, ""},
+		{"ipv6 loopback name", "[::1]:1", nil, 200, ""},
+	} {
+		req, err := http.NewRequest("POST", s.srv.URL()+"/v1/events", strings.NewReader(`{"events":[{"kind":"tool_call","name":"x"}]}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.host != "" {
+			req.Host = c.host
+		}
+		for k, v := range c.hdr {
+			req.Header.Set(k, v)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != c.want || !strings.Contains(string(body), c.words) {
+			t.Errorf("%s: %d %s, want %d mentioning %q", c.name, resp.StatusCode, body, c.want, c.words)
+		}
 	}
 }
 
