@@ -63,6 +63,8 @@ type detection struct {
 	doc     *policy.Document
 	share   float64
 	caps    map[string]time.Time // agents with state → when their capabilities were last set
+	// signaled is when this node last signed a signal per agent and model (signalDue).
+	signaled map[string]time.Time
 	// unfit holds agents whose stored checkpoint did not fit the engine. Until settled (the
 	// node is ready and the engine follows the policy the registry had then), their stored
 	// checkpoint is not overwritten: a node that starts before its registry has replayed the
@@ -382,6 +384,9 @@ func (d *detection) handle(out []engine.Alert) {
 		if d.n.gossip == nil || (a.Score < share && a.Action < rules.Quarantine) {
 			continue
 		}
+		if !d.signalDue(a.Agent, a.Model, time.Now()) {
+			continue // stored as an alert; the mesh heard this agent and model a moment ago
+		}
 		if err := d.n.ReportAnomaly(a.Agent, signalDetector(a.Model), a.Score, sha256.Sum256([]byte(a.Evidence))); err != nil {
 			d.n.log.Warn("node: detection: signal not sent", "alert", st.ID, "err", err)
 			continue
@@ -390,6 +395,41 @@ func (d *detection) handle(out []engine.Alert) {
 			d.n.log.Warn("node: detection: alert", "id", st.ID, "err", err)
 		}
 	}
+}
+
+// signalEvery is the least time between two signals this node signs about one agent and one
+// model: an agent that retries a forbidden capability in a loop raises an alert per attempt,
+// but the mesh hears of it once per interval, so one agent cannot fill the node's share of the
+// gossip rate limit (which its revocations and other signals also use). Every alert is stored.
+const signalEvery = 5 * time.Second
+
+// maxSignalMemory bounds the (agent, model) pairs remembered for signalEvery.
+const maxSignalMemory = 65536
+
+// signalDue reports whether a signal about agent from model may be sent at now, and if so
+// records it.
+func (d *detection) signalDue(agent, model string, now time.Time) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	key := agent + "\x00" + model
+	if last, ok := d.signaled[key]; ok && now.Sub(last) < signalEvery {
+		return false
+	}
+	if d.signaled == nil {
+		d.signaled = map[string]time.Time{}
+	}
+	if len(d.signaled) >= maxSignalMemory {
+		for k, t := range d.signaled {
+			if now.Sub(t) >= signalEvery {
+				delete(d.signaled, k)
+			}
+		}
+		if len(d.signaled) >= maxSignalMemory {
+			clear(d.signaled) // all recent: forgetting lets a few through early, never blocks
+		}
+	}
+	d.signaled[key] = now
+	return true
 }
 
 // follow rebuilds the engine when the registry's policy version differs from the one it

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -169,5 +170,27 @@ func TestDetectSignalDetectorName(t *testing.T) {
 	}
 	if modelClass("metric:cpu_usage:ewma") != "metric" || modelClass("hst") != "hst" {
 		t.Fatal("model class")
+	}
+}
+
+// TestSignalDue: one signal per agent and model per signalEvery; other agents and models are
+// independent; memory stays bounded.
+func TestSignalDue(t *testing.T) {
+	d := &detection{}
+	now := time.Unix(1000, 0)
+	if !d.signalDue("a", "capability", now) || d.signalDue("a", "capability", now.Add(signalEvery-time.Millisecond)) {
+		t.Fatal("second signal within signalEvery")
+	}
+	if !d.signalDue("a", "rule:cpu", now) || !d.signalDue("b", "capability", now) {
+		t.Fatal("another model or agent held back")
+	}
+	if !d.signalDue("a", "capability", now.Add(signalEvery)) {
+		t.Fatal("signal after signalEvery held back")
+	}
+	for i := range maxSignalMemory + 10 {
+		d.signalDue(fmt.Sprint("agent-", i), "capability", now.Add(time.Duration(i)*time.Millisecond))
+	}
+	if len(d.signaled) > maxSignalMemory {
+		t.Fatalf("%d pairs remembered, cap %d", len(d.signaled), maxSignalMemory)
 	}
 }
