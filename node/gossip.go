@@ -46,6 +46,8 @@ type gossipLayer struct {
 	// policyQuorum is the policy's response.revoke_quorum when the document names it: a floor
 	// above the registry's quorum (0: none).
 	policyQuorum int
+	// keyringNonces remembers the operator-signed keyring ops seen within the command window.
+	keyringNonces keyringNonceCache
 
 	revApplied, revAlready, revRefused, proposals, lifted atomic.Uint64
 	decided                                               [response.Revoke + 1]atomic.Uint64 // decisions that changed a step, by action

@@ -66,8 +66,9 @@ func BenchmarkAnomalyToCutOff(b *testing.B) {
 // BenchmarkGossipKeyring measures the admin keyring methods on three real daemons with a keyring
 // (libp2p, Raft, Badger, memberlist on loopback), through node-1's admin API over mutual TLS:
 // ListMembers (one node answers; the baseline), GossipKeys (node-1 asks the two others over
-// /vigil/node/keyring/1), and a full rotation (install a new key, use it, remove the old one:
-// three ChangeGossipKey calls, each applied and persisted on all three nodes).
+// /vigil/node/keyring/2), and a full rotation (install a new key, use it, remove the old one:
+// three operator-signed ChangeGossipKey calls, each verified, applied and persisted on all
+// three nodes).
 //
 //	go test ./node -run '^$' -bench GossipKeyring -benchtime 20x
 func BenchmarkGossipKeyring(b *testing.B) {
@@ -108,9 +109,9 @@ func BenchmarkGossipKeyring(b *testing.B) {
 				b.Fatal(err)
 			}
 			b.StartTimer()
-			changeKey(b, ac, &adminv1.ChangeGossipKeyRequest{Op: "install", Key: next})
-			changeKey(b, ac, &adminv1.ChangeGossipKeyRequest{Op: "use", Fingerprint: gossip.KeyFingerprint(next)})
-			changeKey(b, ac, &adminv1.ChangeGossipKeyRequest{Op: "remove", Fingerprint: gossip.KeyFingerprint(old)})
+			changeKey(b, ac, c.keyReq(identity.KeyringInstall, next))
+			changeKey(b, ac, c.keyReq(identity.KeyringUse, []byte(gossip.KeyFingerprint(next))))
+			changeKey(b, ac, c.keyReq(identity.KeyringRemove, []byte(gossip.KeyFingerprint(old))))
 			old = next
 		}
 	})

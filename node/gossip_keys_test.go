@@ -109,6 +109,52 @@ func TestMembersGossipOff(t *testing.T) {
 	}
 }
 
+// signedOp builds a keyring op for c's cluster issued at at, signed by signer (as the CLI does
+// with the operator key).
+func (c *e2eCluster) signedOp(signer identity.PrivateKey, kind identity.KeyringOpKind, arg []byte, at time.Time) *identity.KeyringOp {
+	c.tb.Helper()
+	op, err := identity.NewKeyringOp(c.cid, kind, arg, at, rand.Reader)
+	if err != nil {
+		c.tb.Fatal(err)
+	}
+	if err := op.Sign(signer); err != nil {
+		c.tb.Fatal(err)
+	}
+	return op
+}
+
+// keyReq is the ChangeGossipKey request the CLI sends: the op, and the op signed by c's operator.
+func (c *e2eCluster) keyReq(kind identity.KeyringOpKind, arg []byte) *adminv1.ChangeGossipKeyRequest {
+	c.tb.Helper()
+	req := &adminv1.ChangeGossipKeyRequest{Op: kind.String(), SignedOp: c.signedOp(c.op, kind, arg, time.Now()).Encode()}
+	if kind == identity.KeyringInstall {
+		req.Key = arg
+	} else {
+		req.Fingerprint = string(arg)
+	}
+	return req
+}
+
+// sendKeyringFrame opens KeyringProtocol from node from to node to, sends one request and
+// returns the answer's status and text.
+func sendKeyringFrame(t testing.TB, from, to *Node, frame []byte) (byte, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	from.Host().Peerstore().AddAddrs(to.Host().ID(), to.Host().Addrs(), time.Minute)
+	s, err := from.Host().NewStream(ctx, to.Host().ID(), KeyringProtocol)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	_, _ = s.Write(frame)
+	reply, _ := io.ReadAll(io.LimitReader(s, 8<<10))
+	if len(reply) < 3 {
+		t.Fatalf("frame % x...: short reply %q", frame[:min(3, len(frame))], reply)
+	}
+	return reply[0], string(reply[3:])
+}
+
 func changeKey(t testing.TB, ac client.Client, req *adminv1.ChangeGossipKeyRequest) *adminv1.ChangeGossipKeyResponse {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -166,7 +212,7 @@ func TestGossipKeyRotation(t *testing.T) {
 	}
 	newFP := gossip.KeyFingerprint(newKey)
 
-	r := changeKey(t, ac, &adminv1.ChangeGossipKeyRequest{Op: "install", Key: newKey})
+	r := changeKey(t, ac, c.keyReq(identity.KeyringInstall, newKey))
 	if len(r.Nodes) != 3 {
 		t.Fatalf("install answered by %d nodes", len(r.Nodes))
 	}
@@ -177,7 +223,7 @@ func TestGossipKeyRotation(t *testing.T) {
 	}
 	allAlive(t, c, "after install")
 
-	changeKey(t, ac, &adminv1.ChangeGossipKeyRequest{Op: "use", Fingerprint: newFP})
+	changeKey(t, ac, c.keyReq(identity.KeyringUse, []byte(newFP)))
 	l = listKeys(t, ac)
 	for _, k := range l.Keys {
 		if k.Fingerprint == newFP && k.PrimaryOn != 3 || k.Fingerprint == oldFP && k.PrimaryOn != 0 {
@@ -191,11 +237,11 @@ func TestGossipKeyRotation(t *testing.T) {
 	// The primary key cannot be removed; nothing changes.
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	if _, err := ac.ChangeGossipKey(ctx, connect.NewRequest(&adminv1.ChangeGossipKeyRequest{Op: "remove", Fingerprint: newFP})); connect.CodeOf(err) != connect.CodeFailedPrecondition || !strings.Contains(err.Error(), "primary") {
+	if _, err := ac.ChangeGossipKey(ctx, connect.NewRequest(c.keyReq(identity.KeyringRemove, []byte(newFP)))); connect.CodeOf(err) != connect.CodeFailedPrecondition || !strings.Contains(err.Error(), "primary") {
 		t.Fatalf("removing the primary key: %v", err)
 	}
 
-	changeKey(t, ac, &adminv1.ChangeGossipKeyRequest{Op: "remove", Fingerprint: oldFP})
+	changeKey(t, ac, c.keyReq(identity.KeyringRemove, []byte(oldFP)))
 	l = listKeys(t, ac)
 	if len(l.Keys) != 1 || l.Keys[0].Fingerprint != newFP || l.Keys[0].Nodes != 3 {
 		t.Fatalf("after remove: %v", l.Keys)
@@ -243,7 +289,7 @@ func TestGossipKeyRefused(t *testing.T) {
 		{&adminv1.ChangeGossipKeyRequest{Op: "install", Key: make([]byte, 20)}, "key"},
 		{&adminv1.ChangeGossipKeyRequest{Op: "install"}, "key"},
 		{&adminv1.ChangeGossipKeyRequest{Op: "use", Fingerprint: "zz"}, "fingerprint"},
-		{&adminv1.ChangeGossipKeyRequest{Op: "remove", Fingerprint: strings.Repeat("ab", 8)}, "fingerprint"},
+		{c.keyReq(identity.KeyringRemove, []byte(strings.Repeat("ab", 8))), "fingerprint"},
 		{&adminv1.ChangeGossipKeyRequest{Op: "rotate"}, "op"},
 	} {
 		_, err := ac.ChangeGossipKey(ctx, connect.NewRequest(tc.req))
@@ -258,7 +304,7 @@ func TestGossipKeyRefused(t *testing.T) {
 	agentKey := c.register("worker")
 	newKey, _ := gossip.GenerateKeyringKey(rand.Reader)
 	for name, k := range map[string]identity.PrivateKey{"agent": agentKey, "node": c.nodes[1].key} {
-		_, err := c.adminClient(0, k).ChangeGossipKey(ctx, connect.NewRequest(&adminv1.ChangeGossipKeyRequest{Op: "install", Key: newKey}))
+		_, err := c.adminClient(0, k).ChangeGossipKey(ctx, connect.NewRequest(c.keyReq(identity.KeyringInstall, newKey)))
 		if connect.CodeOf(err) != connect.CodePermissionDenied {
 			t.Errorf("%s identity called ChangeGossipKey: %v", name, err)
 		}
@@ -267,22 +313,23 @@ func TestGossipKeyRefused(t *testing.T) {
 	ah := newAgentHost(t, agentKey)
 	ah.Peerstore().AddAddrs(c.nodes[0].Host().ID(), c.nodes[0].Host().Addrs(), time.Minute)
 	if s, err := ah.NewStream(ctx, c.nodes[0].Host().ID(), KeyringProtocol); err == nil {
-		_, _ = s.Write(append([]byte{keyringOpInstall, byte(len(newKey))}, newKey...))
+		_, _ = s.Write(keyringFrame(keyringFrameChange, c.keyReq(identity.KeyringInstall, newKey).SignedOp))
 		if n, err := s.Read(make([]byte, 16)); err == nil || n > 0 {
 			t.Errorf("an agent's keyring stream was answered (%d bytes, %v)", n, err)
 		}
 	}
-	// An admitted node that sends an argument over the cap, or an unknown op, is refused.
-	for _, frame := range [][]byte{append([]byte{keyringOpInstall, 200}, make([]byte, 200)...), {9, 0}} {
-		s, err := c.nodes[1].Host().NewStream(ctx, c.nodes[0].Host().ID(), KeyringProtocol)
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, _ = s.Write(frame)
-		reply, _ := io.ReadAll(io.LimitReader(s, 1024))
-		s.Close()
-		if len(reply) < 3 || reply[0] != 1 || !(strings.Contains(string(reply), "max 64") || strings.Contains(string(reply), "unknown op")) {
-			t.Errorf("frame % x...: reply %q", frame[:2], reply)
+	// An admitted node that sends a body over the cap, a list with a body, or an unknown kind,
+	// is refused.
+	for _, tc := range []struct {
+		frame []byte
+		want  string
+	}{
+		{keyringFrame(keyringFrameChange, make([]byte, 300)), fmt.Sprintf("max %d", identity.MaxKeyringOpSize)},
+		{keyringFrame(keyringFrameList, []byte{1}), "list takes no body"},
+		{keyringFrame(9, nil), "unknown request kind"},
+	} {
+		if st, text := sendKeyringFrame(t, c.nodes[1], c.nodes[0], tc.frame); st != 1 || !strings.Contains(text, tc.want) {
+			t.Errorf("frame % x...: reply %d %q, want %q", tc.frame[:3], st, text, tc.want)
 		}
 	}
 	for i := range c.nodes {
@@ -293,5 +340,103 @@ func TestGossipKeyRefused(t *testing.T) {
 	raw, err := os.ReadFile(c.cfgs[0].Gossip.Keyring)
 	if err != nil || strings.Count(string(raw), "\n") != 2 {
 		t.Fatalf("keyring file changed: %q %v", raw, err)
+	}
+}
+
+// TestGossipKeyForged: an admitted node cannot change another node's keyring without an
+// operator's signature: unsigned, node-signed, altered, stale and replayed ops sent straight
+// over KeyringProtocol are refused with the reason and nothing changes; the admin API refuses a
+// request without a signed op, or whose signed op says something else. An operator-signed op
+// reaches every node, and replaying its bytes (over the protocol or the admin API) is refused.
+func TestGossipKeyForged(t *testing.T) {
+	c, key := startKeyringCluster(t, 3)
+	fp := gossip.KeyFingerprint(key)
+	newKey, err := gossip.GenerateKeyringKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	newFP := gossip.KeyFingerprint(newKey)
+	unchanged := func(what string) {
+		t.Helper()
+		for i, n := range c.nodes {
+			if got := n.gossip.mesh.KeyFingerprints(); !slices.Equal(got, []string{fp}) {
+				t.Fatalf("%s: node-%d keys %v", what, i+1, got)
+			}
+		}
+	}
+	altered := c.signedOp(c.op, identity.KeyringInstall, newKey, time.Now())
+	altered.Arg = bytes.Repeat([]byte{1}, 32)
+	for _, tc := range []struct {
+		name string
+		body []byte
+		want string
+	}{
+		{"unsigned", nil, "no operator signature"},
+		{"signed by the sending node", c.signedOp(c.keys[1], identity.KeyringInstall, newKey, time.Now()).Encode(), "not an operator"},
+		{"altered after signing", altered.Encode(), "does not verify"},
+		{"stale", c.signedOp(c.op, identity.KeyringInstall, newKey, time.Now().Add(-11*time.Minute)).Encode(), "stale"},
+		{"from the future", c.signedOp(c.op, identity.KeyringInstall, newKey, time.Now().Add(5*time.Minute)).Encode(), "from the future"},
+		{"garbage", []byte{1, 2, 3}, "malformed"},
+	} {
+		if st, text := sendKeyringFrame(t, c.nodes[1], c.nodes[0], keyringFrame(keyringFrameChange, tc.body)); st != 1 || !strings.Contains(text, tc.want) {
+			t.Errorf("%s: reply %d %q, want a refusal saying %q", tc.name, st, text, tc.want)
+		}
+	}
+	unchanged("after forged ops")
+
+	ac := c.adminClient(0, c.op)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	signed := c.keyReq(identity.KeyringInstall, newKey)
+	for _, tc := range []struct {
+		name string
+		req  *adminv1.ChangeGossipKeyRequest
+		code connect.Code
+		want string
+	}{
+		{"no signed op", &adminv1.ChangeGossipKeyRequest{Op: "install", Key: newKey}, connect.CodeInvalidArgument, "signed_op"},
+		{"signed op for another key", &adminv1.ChangeGossipKeyRequest{Op: "install", Key: bytes.Repeat([]byte{2}, 32), SignedOp: signed.SignedOp}, connect.CodeInvalidArgument, "signed_op"},
+		{"signed op for another op", &adminv1.ChangeGossipKeyRequest{Op: "use", Fingerprint: fp, SignedOp: signed.SignedOp}, connect.CodeInvalidArgument, "signed_op"},
+		{"signed by a node", &adminv1.ChangeGossipKeyRequest{Op: "install", Key: newKey, SignedOp: c.signedOp(c.keys[0], identity.KeyringInstall, newKey, time.Now()).Encode()}, connect.CodePermissionDenied, "not an operator"},
+	} {
+		_, err := ac.ChangeGossipKey(ctx, connect.NewRequest(tc.req))
+		if connect.CodeOf(err) != tc.code || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: got %v, want %s naming %q", tc.name, err, tc.code, tc.want)
+		}
+	}
+	unchanged("after refused admin requests")
+
+	// The operator's op reaches every node, each of which checked the signature.
+	r := changeKey(t, ac, signed)
+	if len(r.Nodes) != 3 {
+		t.Fatalf("install answered by %d nodes", len(r.Nodes))
+	}
+	for i, n := range c.nodes {
+		if got := n.gossip.mesh.KeyFingerprints(); !slices.Equal(got, []string{fp, newFP}) {
+			t.Fatalf("node-%d keys %v after a signed install", i+1, got)
+		}
+	}
+	// Replays of the same signed bytes are refused: by a node over the protocol, and through
+	// the admin API of any node.
+	if st, text := sendKeyringFrame(t, c.nodes[1], c.nodes[2], keyringFrame(keyringFrameChange, signed.SignedOp)); st != 1 || !strings.Contains(text, "replayed nonce") {
+		t.Errorf("replay over the protocol: reply %d %q", st, text)
+	}
+	for i := range c.nodes {
+		_, err := c.adminClient(i, c.op).ChangeGossipKey(ctx, connect.NewRequest(signed))
+		if connect.CodeOf(err) != connect.CodeFailedPrecondition || !strings.Contains(err.Error(), "replayed nonce") {
+			t.Errorf("replay through node-%d's admin API: %v", i+1, err)
+		}
+	}
+	// A replayed "use" would have changed the primary key; a fresh one does, everywhere.
+	use := c.keyReq(identity.KeyringUse, []byte(newFP))
+	changeKey(t, ac, use)
+	changeKey(t, ac, c.keyReq(identity.KeyringUse, []byte(fp)))
+	if st, text := sendKeyringFrame(t, c.nodes[1], c.nodes[0], keyringFrame(keyringFrameChange, use.SignedOp)); st != 1 || !strings.Contains(text, "replayed nonce") {
+		t.Errorf("replayed use: reply %d %q", st, text)
+	}
+	for i, n := range c.nodes {
+		if got := n.gossip.mesh.KeyFingerprints(); !slices.Equal(got, []string{fp, newFP}) {
+			t.Fatalf("node-%d keys %v after a replayed use (primary first)", i+1, got)
+		}
 	}
 }

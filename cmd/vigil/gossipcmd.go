@@ -7,12 +7,15 @@ import (
 	"io"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"connectrpc.com/connect"
 	"github.com/spf13/cobra"
 
 	"github.com/vigil-mesh/vigil/gossip"
+	"github.com/vigil-mesh/vigil/identity"
 	"github.com/vigil-mesh/vigil/node/admin/adminv1"
+	"github.com/vigil-mesh/vigil/node/admin/client"
 )
 
 // newGossipCmd is `vigil gossip`: operations on the gossip mesh through a node's admin API.
@@ -31,8 +34,11 @@ func newGossipKeysCmd() *cobra.Command {
 		Short: "List and rotate the gossip encryption keyring on every node",
 		Long: `Rotate the AES keys that encrypt gossip, on every admitted node at once.
 
-The node you call applies the change to its keyring and its keyring file (atomically), then
-sends it to every other admitted node over libp2p; each answers with its keys or its error.
+Every change is signed on this machine with your operator key (--key, also over --socket).
+The node you call checks the signature, applies the change to its keyring and its keyring file
+(atomically), then sends the same signed change to every other admitted node over libp2p; each
+checks the operator's signature itself before applying it, and answers with its keys or its
+error. A node cannot change another node's keyring without an operator's signature.
 Keys are shown by fingerprint (the first 8 bytes of their SHA-256, hex), never in clear.
 
 Rotation: install the new key everywhere, make it primary with use, then remove the old one.`,
@@ -128,9 +134,13 @@ the operator key file, as in every admin command) or draw a new AES-256 key with
 			if err != nil {
 				return err
 			}
+			req, err := signKeyringChange(cmd, f, c, identity.KeyringInstall, key)
+			if err != nil {
+				return err
+			}
 			ctx, cancel := adminCtx(cmd)
 			defer cancel()
-			resp, err := c.ChangeGossipKey(ctx, connect.NewRequest(&adminv1.ChangeGossipKeyRequest{Op: "install", Key: key}))
+			resp, err := c.ChangeGossipKey(ctx, connect.NewRequest(req))
 			if err != nil {
 				return adminCall("gossip keys install", err)
 			}
@@ -191,9 +201,17 @@ func newGossipKeysChangeCmd(op, short, example string) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			kind, err := identity.ParseKeyringOpKind(op)
+			if err != nil {
+				return err
+			}
+			req, err := signKeyringChange(cmd, f, c, kind, []byte(fp))
+			if err != nil {
+				return err
+			}
 			ctx, cancel := adminCtx(cmd)
 			defer cancel()
-			resp, err := c.ChangeGossipKey(ctx, connect.NewRequest(&adminv1.ChangeGossipKeyRequest{Op: op, Fingerprint: fp}))
+			resp, err := c.ChangeGossipKey(ctx, connect.NewRequest(req))
 			if err != nil {
 				return adminCall("gossip keys "+op, err)
 			}
@@ -202,6 +220,40 @@ func newGossipKeysChangeCmd(op, short, example string) *cobra.Command {
 	}
 	registerGossipFlags(cmd, f)
 	return cmd
+}
+
+// signKeyringChange builds the request for a keyring change: the operation, and the same
+// operation signed with the operator key for the node's cluster (every node verifies it).
+func signKeyringChange(cmd *cobra.Command, f *adminFlags, c client.Client, kind identity.KeyringOpKind, arg []byte) (*adminv1.ChangeGossipKeyRequest, error) {
+	what := "gossip keys " + kind.String()
+	key, err := f.operatorKey()
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := adminCtx(cmd)
+	defer cancel()
+	st, err := c.Status(ctx, connect.NewRequest(&adminv1.StatusRequest{}))
+	if err != nil {
+		return nil, adminCall(what, err)
+	}
+	cid, err := identity.ParseClusterID(st.Msg.ClusterId)
+	if err != nil {
+		return nil, fmt.Errorf("%s: the node reports no cluster id (%q): %w", what, st.Msg.ClusterId, err)
+	}
+	op, err := identity.NewKeyringOp(cid, kind, arg, time.Now(), rand.Reader)
+	if err != nil {
+		return nil, usageError{fmt.Errorf("%s: %w", what, err)}
+	}
+	if err := op.Sign(key); err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	req := &adminv1.ChangeGossipKeyRequest{Op: kind.String(), SignedOp: op.Encode()}
+	if kind == identity.KeyringInstall {
+		req.Key = arg
+	} else {
+		req.Fingerprint = string(arg)
+	}
+	return req, nil
 }
 
 func printKeyChange(cmd *cobra.Command, f *adminFlags, op, fp string, m *adminv1.ChangeGossipKeyResponse) error {
@@ -249,8 +301,9 @@ func failedNodes(what string, nodes []*adminv1.GossipNodeResult) error {
 	return nil
 }
 
-// registerGossipFlags adds the admin connection and output flags (the keyring methods take no
-// signed command and read no registry, so --consistent is hidden).
+// registerGossipFlags adds the admin connection and output flags (the keyring methods read no
+// registry, and their changes are signed keyring ops, not registry commands: --consistent is
+// hidden and there is no --out).
 func registerGossipFlags(cmd *cobra.Command, f *adminFlags) {
 	f.register(cmd, readFlags)
 	_ = cmd.PersistentFlags().MarkHidden("consistent")

@@ -191,6 +191,41 @@ func TestGossipKeysCommands(t *testing.T) {
 	}
 }
 
+// TestGossipKeysSigned: a keyring change is signed with the --key operator key on this side,
+// also over the Unix socket: without --key it is a usage error, and signed by a key that is not
+// an operator of the cluster the node refuses it (exit 1, saying why) and nothing changes.
+func TestGossipKeysSigned(t *testing.T) {
+	sock, _, keyringPath, key := gossipNode(t, true)
+	fp := gossip.KeyFingerprint(key)
+	t.Setenv("VIGIL_OPERATOR_KEY", "")
+	newKey := base64.StdEncoding.EncodeToString(make([]byte, 32))
+	if out, code := runAdmin(t, "gossip", "keys", "install", "--gossip-key", newKey, "--socket", sock); code != exitUsage || !strings.Contains(out, "--key") {
+		t.Fatalf("install without --key: %d %s", code, out)
+	}
+	stranger, err := identity.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	strangerPath := filepath.Join(t.TempDir(), "mallory.key")
+	if err := identity.WriteKeyFile(strangerPath, identity.RoleOperator, stranger); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{"gossip", "keys", "install", "--gossip-key", newKey},
+		{"gossip", "keys", "use", fp},
+		{"gossip", "keys", "remove", fp},
+	} {
+		out, code := runAdmin(t, append(args, "--socket", sock, "--key", strangerPath)...)
+		if code != exitError || !strings.Contains(out, "not an operator") || !strings.Contains(out, "code unauthorized") {
+			t.Errorf("%v signed by a non-operator: %d %s", args, code, out)
+		}
+	}
+	keys, err := gossip.LoadKeyring(keyringPath)
+	if err != nil || len(keys) != 1 || gossip.KeyFingerprint(keys[0]) != fp {
+		t.Fatalf("keyring file changed: %d keys, %v", len(keys), err)
+	}
+}
+
 // TestGossipKeysPlaintext: a node without a keyring says so.
 func TestGossipKeysPlaintext(t *testing.T) {
 	sock, keyPath, _, _ := gossipNode(t, false)

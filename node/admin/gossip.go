@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"slices"
@@ -32,10 +33,31 @@ const (
 
 // KeyringChange is one keyring operation: install Key, or use / remove the key whose
 // fingerprint (gossip.KeyFingerprint) is Fingerprint.
+//
+// Signed is the same operation encoded and signed by an operator (identity.KeyringOp.Encode):
+// the backend verifies it and forwards exactly these bytes, so every node checks the
+// operator's signature itself.
 type KeyringChange struct {
 	Op          string
 	Key         []byte
 	Fingerprint string
+	Signed      []byte
+}
+
+// Matches reports whether the signed op says what Op, Key and Fingerprint say (an error naming
+// the field that differs otherwise).
+func (ch KeyringChange) Matches(op *identity.KeyringOp) error {
+	if op.Op.String() != ch.Op {
+		return errf(identity.ErrInvalid, "signed_op: op %s, the request says %.32q", op.Op, ch.Op)
+	}
+	arg := ch.Key
+	if op.Op != identity.KeyringInstall {
+		arg = []byte(ch.Fingerprint)
+	}
+	if !bytes.Equal(arg, op.Arg) {
+		return errf(identity.ErrInvalid, "signed_op: its key or fingerprint is not the request's")
+	}
+	return nil
 }
 
 // KeyringResult is one node's answer: its keys after the operation (fingerprints, primary
@@ -122,12 +144,29 @@ func (v *service) ChangeGossipKey(ctx context.Context, req *connect.Request[admi
 	default:
 		return nil, invalidArg(identity.ErrInvalid, "op", "%.32q is not one of install, use, remove", m.Op)
 	}
+	if len(m.SignedOp) == 0 {
+		return nil, invalidArg(identity.ErrUnsigned, "signed_op", "missing: a keyring change must be signed with an operator key (vigil gossip keys … --key)")
+	}
+	if len(m.SignedOp) > identity.MaxKeyringOpSize {
+		return nil, invalidArg(identity.ErrTooLarge, "signed_op", "%d bytes, max %d", len(m.SignedOp), identity.MaxKeyringOpSize)
+	}
+	op, err := identity.DecodeKeyringOp(m.SignedOp)
+	if err != nil {
+		return nil, toConnect(err)
+	}
+	ch.Signed = m.SignedOp
+	if err := ch.Matches(op); err != nil {
+		return nil, toConnect(err)
+	}
 	g := v.s.cfg.Gossip
 	if g == nil {
 		return nil, connect.NewError(connect.CodeFailedPrecondition, errNoGossip)
 	}
 	rs, err := g.KeyringChange(ctx, ch)
 	if err != nil {
+		if identity.CodeOf(err) != "unknown" { // refused: signature, signer, window, replay
+			return nil, toConnect(err)
+		}
 		return nil, connect.NewError(connect.CodeFailedPrecondition, err)
 	}
 	out := &adminv1.ChangeGossipKeyResponse{Nodes: nodeResults(rs, v.nodeNames())}

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"connectrpc.com/connect"
 	"github.com/hashicorp/memberlist"
@@ -76,15 +77,29 @@ func (b *keyringBackend) KeyringChange(_ context.Context, ch admin.KeyringChange
 	return []admin.KeyringResult{{Node: b.id, Fingerprints: b.fps()}}, nil
 }
 
+// signedKeyringOp is a keyring op for e's cluster signed by its first operator, encoded.
+func signedKeyringOp(t testing.TB, e *env, kind identity.KeyringOpKind, arg []byte) []byte {
+	t.Helper()
+	op, err := identity.NewKeyringOp(e.cid, kind, arg, time.Now(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := op.Sign(e.ops[0]); err != nil {
+		t.Fatal(err)
+	}
+	return op.Encode()
+}
+
 // TestGossipKeysAdmin: GossipKeys counts each key's nodes and primaries; ChangeGossipKey refuses
-// bad arguments naming the field before the backend sees them; ListMembers carries the state.
+// bad arguments naming the field before the backend sees them, among them a missing signed op or
+// one that says something else than the request; ListMembers carries the state.
 func TestGossipKeysAdmin(t *testing.T) {
 	e := newEnv(t)
 	c := e.tlsClient(e.ops[0])
 	ctx := ctxT(t)
 	key := make([]byte, 16)
 	_, _ = rand.Read(key)
-	if _, err := c.ChangeGossipKey(ctx, connect.NewRequest(&adminv1.ChangeGossipKeyRequest{Op: "install", Key: key})); err != nil {
+	if _, err := c.ChangeGossipKey(ctx, connect.NewRequest(&adminv1.ChangeGossipKeyRequest{Op: "install", Key: key, SignedOp: signedKeyringOp(t, e, identity.KeyringInstall, key)})); err != nil {
 		t.Fatal(err)
 	}
 	resp, err := c.GossipKeys(ctx, connect.NewRequest(&adminv1.GossipKeysRequest{}))
@@ -118,6 +133,10 @@ func TestGossipKeysAdmin(t *testing.T) {
 		{&adminv1.ChangeGossipKeyRequest{Op: "use", Fingerprint: "0123456789ABCDEF"}, "fingerprint"},
 		{&adminv1.ChangeGossipKeyRequest{Op: "remove"}, "fingerprint"},
 		{&adminv1.ChangeGossipKeyRequest{Op: ""}, "op"},
+		{&adminv1.ChangeGossipKeyRequest{Op: "install", Key: key}, "signed_op"},
+		{&adminv1.ChangeGossipKeyRequest{Op: "install", Key: key, SignedOp: []byte{1, 2}}, "keyring op"},
+		{&adminv1.ChangeGossipKeyRequest{Op: "install", Key: make([]byte, 16), SignedOp: signedKeyringOp(t, e, identity.KeyringInstall, key)}, "signed_op"},
+		{&adminv1.ChangeGossipKeyRequest{Op: "use", Fingerprint: gossip.KeyFingerprint(key), SignedOp: signedKeyringOp(t, e, identity.KeyringInstall, key)}, "signed_op"},
 	} {
 		_, err := c.ChangeGossipKey(ctx, connect.NewRequest(tc.req))
 		if connect.CodeOf(err) != connect.CodeInvalidArgument || !strings.Contains(err.Error(), tc.field) {

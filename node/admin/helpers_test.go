@@ -120,6 +120,7 @@ func newEnv(t testing.TB) *env {
 	}
 	t.Cleanup(func() { _ = st.Close() })
 	matrixAlerts = st
+	matrixEnv = e
 	acfg.Alerts = storeBackend{st}
 	acfg.Decisions = admintest.StoreDecisions{Store: st}
 	e.keyring = newKeyringBackend(t, e.nodeKey.ID())
@@ -236,7 +237,8 @@ func call(ctx context.Context, c client.Client, method string, cmd []byte) error
 	case "ChangeGossipKey":
 		key := make([]byte, 32)
 		_, _ = rand.Read(key)
-		_, err = c.ChangeGossipKey(ctx, connect.NewRequest(&adminv1.ChangeGossipKeyRequest{Op: "install", Key: key}))
+		_, err = c.ChangeGossipKey(ctx, connect.NewRequest(&adminv1.ChangeGossipKeyRequest{Op: "install", Key: key,
+			SignedOp: signedKeyringOp(matrixEnv.t, matrixEnv, identity.KeyringInstall, key)}))
 	case "RegisterAgent":
 		_, err = c.RegisterAgent(ctx, sc)
 	case "RevokeAgent":
@@ -280,12 +282,15 @@ var writeOrder = []string{"RegisterAgent", "QuarantineAgent", "ReleaseAgent", "R
 	"SetThreshold", "AdmitNode", "RemoveNode", "ApplyPolicy", "SetAutomatedResponse", "SetRevokeQuorum"}
 
 // readMethods: the methods that take no signed command (the alert methods; ChangeGossipKey
-// installs a fresh key).
+// installs a fresh key, signed by an operator as a keyring op, not a registry command).
 var readMethods = []string{"Status", "ListMembers", "ListAgents", "GetAgent", "ListOperators", "Audit", "GetPolicy", "AgentActivity",
 	"ListAlerts", "ListDecisions", "AckAlert", "ResolveAlert", "GossipKeys", "ChangeGossipKey", "LiftDecision"}
 
 // matrixAlerts is the alert store of the newest env: call adds the alert it acks or resolves.
 var matrixAlerts *alerts.Store
+
+// matrixEnv is the newest env: call signs the keyring op it sends with its first operator.
+var matrixEnv *env
 
 // storeBackend serves the alert RPCs straight from a store.
 type storeBackend struct{ st *alerts.Store }

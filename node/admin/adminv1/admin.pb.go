@@ -2613,10 +2613,14 @@ func (x *GossipKeysResponse) GetTotalNodes() uint32 {
 }
 
 type ChangeGossipKeyRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Op            string                 `protobuf:"bytes,1,opt,name=op,proto3" json:"op,omitempty"`                   // "install", "use" or "remove"
-	Key           []byte                 `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`                 // install: the AES key, 16, 24 or 32 bytes
-	Fingerprint   string                 `protobuf:"bytes,3,opt,name=fingerprint,proto3" json:"fingerprint,omitempty"` // use, remove: the key's fingerprint (GossipKey.fingerprint)
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Op          string                 `protobuf:"bytes,1,opt,name=op,proto3" json:"op,omitempty"`                   // "install", "use" or "remove"
+	Key         []byte                 `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`                 // install: the AES key, 16, 24 or 32 bytes
+	Fingerprint string                 `protobuf:"bytes,3,opt,name=fingerprint,proto3" json:"fingerprint,omitempty"` // use, remove: the key's fingerprint (GossipKey.fingerprint)
+	// Required: the same operation encoded and signed by an operator on the client
+	// (identity.KeyringOp.Encode). op, key and fingerprint must match it. Every node verifies
+	// it before applying (signer an operator in its registry, cluster, issued-at window, nonce).
+	SignedOp      []byte `protobuf:"bytes,4,opt,name=signed_op,json=signedOp,proto3" json:"signed_op,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2670,6 +2674,13 @@ func (x *ChangeGossipKeyRequest) GetFingerprint() string {
 		return x.Fingerprint
 	}
 	return ""
+}
+
+func (x *ChangeGossipKeyRequest) GetSignedOp() []byte {
+	if x != nil {
+		return x.SignedOp
+	}
+	return nil
 }
 
 type ChangeGossipKeyResponse struct {
@@ -3063,11 +3074,12 @@ const file_vigil_admin_v1_admin_proto_rawDesc = "" +
 	"\x04keys\x18\x01 \x03(\v2\x19.vigil.admin.v1.GossipKeyR\x04keys\x126\n" +
 	"\x05nodes\x18\x02 \x03(\v2 .vigil.admin.v1.GossipNodeResultR\x05nodes\x12\x1f\n" +
 	"\vtotal_nodes\x18\x03 \x01(\rR\n" +
-	"totalNodes\"\\\n" +
+	"totalNodes\"y\n" +
 	"\x16ChangeGossipKeyRequest\x12\x0e\n" +
 	"\x02op\x18\x01 \x01(\tR\x02op\x12\x10\n" +
 	"\x03key\x18\x02 \x01(\fR\x03key\x12 \n" +
-	"\vfingerprint\x18\x03 \x01(\tR\vfingerprint\"i\n" +
+	"\vfingerprint\x18\x03 \x01(\tR\vfingerprint\x12\x1b\n" +
+	"\tsigned_op\x18\x04 \x01(\fR\bsignedOp\"i\n" +
 	"\x17ChangeGossipKeyResponse\x126\n" +
 	"\x05nodes\x18\x01 \x03(\v2 .vigil.admin.v1.GossipNodeResultR\x05nodes\x12\x16\n" +
 	"\x06failed\x18\x02 \x01(\rR\x06failed\"d\n" +
