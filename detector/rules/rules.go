@@ -160,12 +160,12 @@ func (s *Set) NewState() *State { return &State{rs: make([]ruleState, len(s.rule
 func (st *ruleState) windowSum(bucket time.Duration, t int64, v float64) float64 {
 	idx := t / int64(bucket)
 	if idx > st.head {
-		gap := idx - st.head
-		if gap >= Buckets {
+		gap := idx - st.head // negative only if it overflowed: a head far in the past
+		if gap >= Buckets || gap < 0 {
 			st.buckets = [Buckets]float64{}
 		} else {
 			for i := st.head + 1; i <= idx; i++ {
-				st.buckets[i%Buckets] = 0
+				st.buckets[((i%Buckets)+Buckets)%Buckets] = 0 // i < 0 before 1970 or from a checkpoint
 			}
 		}
 		st.head = idx
