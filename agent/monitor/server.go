@@ -115,6 +115,7 @@ type Server struct {
 	inbox  *inbox
 	status status
 	mux    map[string]map[string]http.HandlerFunc
+	tcp    bool // listening on loopback TCP: the Host of a request is checked
 
 	stop     chan struct{}
 	wg       sync.WaitGroup
@@ -134,6 +135,8 @@ func New(b Backend, cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{b: b, cfg: cfg, log: cfg.Logger, inbox: newInbox(cfg.QueueSize), stop: make(chan struct{})}
+	network, _, _ := ParseListen(cfg.Listen) // Validate checked it
+	s.tcp = network == "tcp"
 	if s.log == nil {
 		s.log = slog.Default()
 	}
@@ -219,7 +222,7 @@ func (s *Server) checkCaller(r *http.Request) error {
 	if o := r.Header.Get("Origin"); o != "" {
 		return fmt.Errorf("request with Origin %q refused: the sidecar serves the agent's programs, not web pages", o)
 	}
-	if network, _, err := ParseListen(s.cfg.Listen); err != nil || network != "tcp" {
+	if !s.tcp {
 		return nil // a unix socket: its mode (0600) is the access control, Host means nothing
 	}
 	host := r.Host

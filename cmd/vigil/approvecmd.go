@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -196,16 +197,25 @@ type clusterView struct {
 	operators map[string]string // peer ID -> name
 }
 
-func fetchClusterView(cmd *cobra.Command, c client.Client, what string) (*clusterView, error) {
-	ctx, cancel := adminCtx(cmd)
-	defer cancel()
+// fetchClusterID asks the node which cluster it belongs to (commands are signed for it).
+func fetchClusterID(ctx context.Context, c client.Client, what string) (identity.ClusterID, error) {
 	st, err := c.Status(ctx, connect.NewRequest(&adminv1.StatusRequest{}))
 	if err != nil {
-		return nil, adminCall(what, err)
+		return identity.ClusterID{}, adminCall(what, err)
 	}
 	cid, err := identity.ParseClusterID(st.Msg.ClusterId)
 	if err != nil {
-		return nil, fmt.Errorf("%s: the node reports no cluster id (%q): %w", what, st.Msg.ClusterId, err)
+		return identity.ClusterID{}, fmt.Errorf("%s: the node reports no cluster id (%q): %w", what, st.Msg.ClusterId, err)
+	}
+	return cid, nil
+}
+
+func fetchClusterView(cmd *cobra.Command, c client.Client, what string) (*clusterView, error) {
+	ctx, cancel := adminCtx(cmd)
+	defer cancel()
+	cid, err := fetchClusterID(ctx, c, what)
+	if err != nil {
+		return nil, err
 	}
 	ops, err := c.ListOperators(ctx, connect.NewRequest(&adminv1.ListOperatorsRequest{}))
 	if err != nil {

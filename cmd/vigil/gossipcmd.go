@@ -232,13 +232,9 @@ func signKeyringChange(cmd *cobra.Command, f *adminFlags, c client.Client, kind 
 	}
 	ctx, cancel := adminCtx(cmd)
 	defer cancel()
-	st, err := c.Status(ctx, connect.NewRequest(&adminv1.StatusRequest{}))
+	cid, err := fetchClusterID(ctx, c, what)
 	if err != nil {
-		return nil, adminCall(what, err)
-	}
-	cid, err := identity.ParseClusterID(st.Msg.ClusterId)
-	if err != nil {
-		return nil, fmt.Errorf("%s: the node reports no cluster id (%q): %w", what, st.Msg.ClusterId, err)
+		return nil, err
 	}
 	op, err := identity.NewKeyringOp(cid, kind, arg, time.Now(), rand.Reader)
 	if err != nil {
