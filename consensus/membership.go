@@ -124,7 +124,6 @@ func (n *Node) membershipLoop() {
 		if n.removed.Load() != nil {
 			return // raft is stopped: nothing to reconcile, no streams to keep
 		}
-		n.dropRemoved(known)
 		next := reconcileInterval
 		if n.IsLeader() {
 			// Only on a registry that reflects every entry committed before this term: right
@@ -139,6 +138,9 @@ func (n *Node) membershipLoop() {
 				}
 			}
 		}
+		// After reconcile: on the leader it sends a removed node its removal notice, which
+		// needs the stream this cuts.
+		n.dropRemoved(known)
 		t.Reset(next)
 		select {
 		case <-n.ctx.Done():
