@@ -268,10 +268,31 @@ func TestMemNetwork(t *testing.T) {
 	if _, err := conn.Write([]byte("hi")); err == nil {
 		t.Fatal("write across a partition succeeded")
 	}
-	b.Shutdown()
 	n.Heal()
+	// A stream queued for a node that shuts down before accepting it is reset, so a writer
+	// already waiting on it with no deadline (memberlist's SendReliable sets none) fails
+	// instead of waiting forever.
+	queued, err := a.DialTimeout(b.Addr(), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wrote := make(chan error, 1)
+	go func() { _, err := queued.Write([]byte("hi")); wrote <- err }() // waits: nobody reads
+	time.Sleep(20 * time.Millisecond)
+	b.Shutdown()
+	select {
+	case err := <-wrote:
+		if err == nil {
+			t.Fatal("write to a stream its node never accepted succeeded after shutdown")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("write to a stream queued for a shut-down node blocked")
+	}
 	if got := send(5); got != 0 {
 		t.Fatalf("shut down: %d delivered", got)
+	}
+	if _, err := a.DialTimeout(b.Addr(), time.Second); err == nil {
+		t.Fatal("stream to a shut-down node")
 	}
 }
 

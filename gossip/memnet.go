@@ -219,17 +219,32 @@ func (t *MemTransport) DialAddressTimeout(a memberlist.Address, timeout time.Dur
 // StreamCh returns incoming streams.
 func (t *MemTransport) StreamCh() <-chan net.Conn { return t.streamCh }
 
-// Shutdown marks the node gone: everything sent to it from now on is dropped.
+// Shutdown marks the node gone: everything sent to it from now on is dropped, and the
+// streams queued for it and never accepted are closed, as a closed listener resets them.
 func (t *MemTransport) Shutdown() error {
 	t.shut.Store(true)
-	return nil
+	for {
+		select {
+		case c := <-t.streamCh:
+			c.Close()
+		default:
+			return nil
+		}
+	}
 }
+
+// streamWriteTimeout bounds a write on a stream whose owner set no deadline. A net.Pipe write
+// waits for the reader, unlike a TCP write that the kernel buffers; memberlist's SendReliable
+// writes without a deadline, so without this bound a write to a node that shut down after the
+// dial (its end never accepted) would block forever.
+const streamWriteTimeout = 10 * time.Second
 
 // memConn is one end of a stream; a write fails once the two ends are cut apart.
 type memConn struct {
 	net.Conn
 	from, to      *MemTransport
 	local, remote net.Addr
+	deadline      atomic.Bool // the owner set a write deadline itself
 }
 
 func (c *memConn) Write(b []byte) (int, error) {
@@ -237,8 +252,21 @@ func (c *memConn) Write(b []byte) (int, error) {
 		c.Conn.Close()
 		return 0, errUnreachable
 	}
+	if !c.deadline.Load() {
+		_ = c.Conn.SetWriteDeadline(time.Now().Add(streamWriteTimeout))
+	}
 	c.from.sentBytes.Add(uint64(len(b)))
 	return c.Conn.Write(b)
+}
+
+func (c *memConn) SetDeadline(t time.Time) error {
+	c.deadline.Store(!t.IsZero())
+	return c.Conn.SetDeadline(t)
+}
+
+func (c *memConn) SetWriteDeadline(t time.Time) error {
+	c.deadline.Store(!t.IsZero())
+	return c.Conn.SetWriteDeadline(t)
 }
 
 func (c *memConn) LocalAddr() net.Addr  { return c.local }
