@@ -301,7 +301,7 @@ func (n *Node) noticeRemoved(id raft.ServerID) {
 	if !ok {
 		return
 	}
-	n.sendRemovalNotice(p, rec)
+	n.sendRemovalNotice(n.ctx, p, rec)
 }
 
 // raftReachable reports whether the leader has a live connection to p and p announced the raft

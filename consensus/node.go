@@ -62,6 +62,7 @@ type Node struct {
 	genesisRejected atomic.Bool // the registry refused cfg.Genesis: never propose it again
 
 	removed     atomic.Pointer[Removal] // set once this node learns that it was removed (removed.go)
+	noticed     sync.Map                // peer.ID → struct{}: removed nodes that acknowledged their removal notice
 	raftStopped atomic.Bool             // raft's goroutines ended after a removal
 	joinProblem atomic.Pointer[error]   // why the last round of joinLoop failed; nil once joined
 	// replayTarget is the last raft log index this node held when it opened: its registry is

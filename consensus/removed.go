@@ -186,11 +186,15 @@ func encodeRemovalNotice(index uint64, cmd []byte) []byte {
 }
 
 // sendRemovalNotice tells p, best effort, that the command at index removed it (leader, before
-// it takes p out of the raft configuration, while p may still speak to it).
-func (n *Node) sendRemovalNotice(p peer.ID, rec removalRec) {
-	ctx, cancel := context.WithTimeout(n.ctx, min(n.cfg.RPCTimeout, 2*time.Second))
+// it takes p out of the raft configuration, while p may still speak to it). It reports whether
+// p acknowledged it; a notice p acknowledged once is not sent again.
+func (n *Node) sendRemovalNotice(ctx context.Context, p peer.ID, rec removalRec) bool {
+	if _, done := n.noticed.Load(p); done {
+		return true
+	}
+	ctx, cancel := context.WithTimeout(ctx, min(n.cfg.RPCTimeout, 2*time.Second))
 	defer cancel()
-	body, _, err := n.exchange(ctx, p, RemovedProtocol, encodeRemovalNotice(rec.index, rec.cmd), maxResultMsg)
+	body, _, err := n.roundTrip(ctx, p, RemovedProtocol, encodeRemovalNotice(rec.index, rec.cmd), maxResultMsg)
 	if err == nil {
 		var r wireResult
 		if r, err = decodeResult(bytes.NewReader(body)); err == nil {
@@ -199,9 +203,40 @@ func (n *Node) sendRemovalNotice(p peer.ID, rec removalRec) {
 	}
 	if err != nil {
 		n.log.Warn("consensus: removal notice not delivered", "peer", p.String(), "err", err)
-		return
+		return false
 	}
+	n.noticed.Store(p, struct{}{})
 	n.log.Info("consensus: removal notice delivered", "peer", p.String(), "index", rec.index)
+	return true
+}
+
+// noticeTimeout bounds NoticeRemovedPeer: it runs on the enforcer's goroutine, just before
+// the connections of p are closed.
+const noticeTimeout = time.Second
+
+// NoticeRemovedPeer sends p the removal notice when this replica applied the command that
+// removed p from the cluster, over a connection already open (it never dials: the gater refuses
+// a removed node), and reports whether p was such a node. The enforcer calls it just before it
+// closes the connections of a peer the registry no longer admits: every node, not only the
+// leader, then tells the removed node, on the connection it is about to close; otherwise the
+// first node to apply the removal cuts the removed node off before anyone has told it, and
+// the leader's own notice is refused at dial.
+func (n *Node) NoticeRemovedPeer(p peer.ID) bool {
+	id, err := identity.IDFromPeer(p)
+	if err != nil {
+		return false
+	}
+	rec, ok := n.fsm.removal(id)
+	if !ok {
+		return false
+	}
+	if len(n.h.Network().ConnsToPeer(p)) == 0 {
+		return true
+	}
+	ctx, cancel := context.WithTimeout(network.WithNoDial(n.ctx, "removal notice"), noticeTimeout)
+	defer cancel()
+	n.sendRemovalNotice(ctx, p, rec)
+	return true
 }
 
 // handleRemoved accepts a removal notice from an admitted node: the command must be a valid

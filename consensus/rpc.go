@@ -161,6 +161,12 @@ func (n *Node) exchange(ctx context.Context, p peer.ID, proto protocol.ID, req [
 	if err := n.authorize(p); err != nil {
 		return nil, false, err
 	}
+	return n.roundTrip(ctx, p, proto, req, max)
+}
+
+// roundTrip is exchange without the authorisation of p (the removal notice goes to a node the
+// registry no longer admits).
+func (n *Node) roundTrip(ctx context.Context, p peer.ID, proto protocol.ID, req []byte, max int64) (resp []byte, sent bool, err error) {
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.RPCTimeout)
 	defer cancel()
 	s, err := n.h.NewStream(network.WithAllowLimitedConn(ctx, "vigil"), p, proto)

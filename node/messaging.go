@@ -59,8 +59,15 @@ func (n *Node) startMessaging(throttles []agentproto.ThrottleSpec) error {
 	return nil
 }
 
-// beforeCut tells an attached agent why it is cut off, just before the enforcer closes it.
+// beforeCut tells an attached agent why it is cut off, or a removed node that it was removed,
+// just before the enforcer closes its connections.
 func (n *Node) beforeCut(p peer.ID, why enforce.Reason) {
+	if why == enforce.ReasonUnknown {
+		// A removed node's key is retired: tell it, on the connection about to close.
+		if c := n.consensusNode(); c != nil && c.NoticeRemovedPeer(p) {
+			return
+		}
+	}
 	if r := n.router.Load(); r != nil {
 		r.CutOff(p, why)
 	}
