@@ -192,8 +192,8 @@ func (m *Mesh) evictUnadmitted() {
 	if n := m.evict.lift(m.cfg.Admission.Admitted); n > 0 {
 		m.cfg.Logger.Info("gossip: lifted evictions of members admitted since", "count", n)
 	}
-	self := m.ml.LocalNode().Name
-	for _, n := range m.ml.Members() {
+	self := m.self.String()
+	for _, n := range m.states.liveNodes() {
 		if n.Name == self {
 			continue
 		}

@@ -170,6 +170,25 @@ func TestFloodBounded(t *testing.T) {
 func TestPausedNode(t *testing.T) {
 	c := newTestCluster(t, 15, 4, nil)
 	p := c.nodes[3]
+	// Read the members throughout, as the admin API does: the paused node's refutation rewrites
+	// its entry inside memberlist, which the race detector catches if Members reads it there.
+	stop := make(chan struct{})
+	polled := make(chan struct{})
+	go func() {
+		defer close(polled)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(5 * time.Millisecond):
+				for _, nd := range c.nodes[:3] {
+					_ = nd.mesh.Members()
+					_ = nd.mesh.MemberStates()
+				}
+			}
+		}
+	}()
+	defer func() { close(stop); <-polled }()
 	c.net.Pause(p.tr)
 	time.Sleep(500 * time.Millisecond) // local profile: suspicion ≥ 4 × log10(5) × 1 s ≈ 2.8 s
 	for i, nd := range c.nodes[:3] {

@@ -201,7 +201,12 @@ func (m *Mesh) numMembers() int {
 func (m *Mesh) ID() identity.ID { return m.self }
 
 // Addr returns the address other nodes join at (host:port).
-func (m *Mesh) Addr() string { return m.ml.LocalNode().FullAddress().Addr }
+func (m *Mesh) Addr() string {
+	if n, ok := m.states.liveNode(m.self.String()); ok {
+		return n.FullAddress().Addr
+	}
+	return m.ml.LocalNode().FullAddress().Addr // before memberlist announced this node alive
+}
 
 // Join contacts the given addresses ("host:port") and returns how many answered. Nodes that the
 // registry has not admitted, or whose metadata does not verify, are refused.
@@ -219,8 +224,9 @@ func (m *Mesh) Join(addrs []string) (int, error) {
 // Members returns the live members other than this node, with their verified metadata.
 func (m *Mesh) Members() []Member {
 	var out []Member
-	for _, n := range m.ml.Members() {
-		if n.Name == m.ml.LocalNode().Name {
+	self := m.self.String()
+	for _, n := range m.states.liveNodes() {
+		if n.Name == self {
 			continue
 		}
 		id, err := identity.ParseID(n.Name)
@@ -315,8 +321,8 @@ func (m *Mesh) publish(e *Envelope, key dedupeKey) error {
 		return nil
 	}
 	// Too large for a gossip packet: send it over TCP to every member; they relay it further.
-	for _, n := range m.ml.Members() {
-		if n.Name != m.ml.LocalNode().Name {
+	for _, n := range m.states.liveNodes() {
+		if n.Name != m.self.String() {
 			if err := m.ml.SendReliable(n, raw); err != nil {
 				m.cfg.Logger.Debug("gossip: reliable send failed", "to", n.Name, "err", err)
 			}
@@ -548,7 +554,7 @@ func (m *Mesh) relayLoop() {
 		case <-m.done:
 			return
 		case raw := <-m.relay:
-			members := m.ml.Members()
+			members := m.states.liveNodes()
 			m.mu.Lock()
 			m.rng.Shuffle(len(members), func(i, j int) { members[i], members[j] = members[j], members[i] })
 			m.mu.Unlock()
@@ -557,7 +563,7 @@ func (m *Mesh) relayLoop() {
 				if sent == m.cfg.RelayFanout {
 					break
 				}
-				if n.Name == m.ml.LocalNode().Name {
+				if n.Name == m.self.String() {
 					continue
 				}
 				if err := m.ml.SendReliable(n, raw); err == nil {

@@ -1,6 +1,7 @@
 package gossip
 
 import (
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -31,8 +32,14 @@ const maxTrackedStates = 4096
 
 // stateTracker remembers the members memberlist declared dead or left (memberlist's own
 // Members lists only the live ones). It is memberlist's EventDelegate.
+//
+// It also keeps a copy of every live member (live): memberlist's Members returns pointers into
+// its own state, whose address and metadata it rewrites under its lock when an alive message
+// arrives, so reading them outside that lock races. Its events are delivered under that lock,
+// so the copies made here are consistent.
 type stateTracker struct {
 	mu      sync.Mutex
+	live    map[string]memberlist.Node // memberlist name → a copy of the live member
 	gone    map[identity.ID]struct{}
 	suspect map[string]time.Time // memberlist names this node suspects → since when
 	cid     identity.ClusterID
@@ -91,23 +98,50 @@ func (t *stateTracker) id(n *memberlist.Node) (identity.ID, bool) {
 
 func (t *stateTracker) NotifyJoin(n *memberlist.Node) {
 	t.clearSuspect(n.Name)
-	if id, ok := t.id(n); ok {
-		t.mu.Lock()
-		delete(t.gone, id)
-		t.mu.Unlock()
+	cp := *n
+	cp.Addr, cp.Meta = slices.Clone(n.Addr), slices.Clone(n.Meta)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.live == nil {
+		t.live = map[string]memberlist.Node{}
 	}
+	t.live[n.Name] = cp
+	if id, ok := t.id(n); ok {
+		delete(t.gone, id)
+	}
+}
+
+// liveNode returns a copy of the live member called name.
+func (t *stateTracker) liveNode(name string) (memberlist.Node, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	n, ok := t.live[name]
+	return n, ok
+}
+
+// liveNodes returns copies of the live members, this node included, as memberlist's Members
+// would list them.
+func (t *stateTracker) liveNodes() []*memberlist.Node {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make([]*memberlist.Node, 0, len(t.live))
+	for _, n := range t.live {
+		out = append(out, &n)
+	}
+	return out
 }
 
 func (t *stateTracker) NotifyUpdate(n *memberlist.Node) { t.NotifyJoin(n) }
 
 func (t *stateTracker) NotifyLeave(n *memberlist.Node) {
 	t.clearSuspect(n.Name)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	delete(t.live, n.Name)
 	id, ok := t.id(n)
 	if !ok {
 		return
 	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
 	if t.gone == nil {
 		t.gone = map[identity.ID]struct{}{}
 	}
