@@ -358,6 +358,9 @@ func TestE2ERevokeEnforcedOnEveryNode(t *testing.T) {
 		waitUntil(t, "the agent to see "+n.cfg.Node.Name+" close", func() bool {
 			return len(ah.Network().ConnsToPeer(n.Host().ID())) == 0
 		})
+		// The enforcer counts a cut once ClosePeer has returned, which can be after the
+		// connections are seen gone.
+		waitUntil(t, n.cfg.Node.Name+"'s enforcer to count the cut", func() bool { return n.enforcer.Closed() >= 1 })
 		if got := n.enforcer.Closed(); got != 1 {
 			t.Errorf("%s: enforcer closed %d peers, want 1", n.cfg.Node.Name, got)
 		}
