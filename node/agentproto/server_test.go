@@ -245,9 +245,8 @@ func TestServerCloseEndsSessions(t *testing.T) {
 	if _, err := Attach(ctx, ah, info(nh)); err != nil {
 		t.Fatal(err)
 	}
-	if !stacksContain("(*Server).reverifyLoop") {
-		t.Fatal("control: no re-verification goroutine")
-	}
+	// The goroutine starts once the session is registered, which can be after Attach returns.
+	waitFor(t, "the re-verification goroutine", 5*time.Second, func() bool { return stacksContain("(*Server).reverifyLoop") })
 	_ = srv.Close()
 	_ = srv.Close()
 	if stacksContain("(*Server).reverifyLoop") {
