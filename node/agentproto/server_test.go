@@ -37,9 +37,19 @@ func TestAttachOK(t *testing.T) {
 	if srv.Stats().Attached != 1 || srv.Sessions() != 1 {
 		t.Fatalf("stats %+v, sessions %d", srv.Stats(), srv.Sessions())
 	}
-	// The session ends with the connection.
+	// The first challenge comes right after the attach, not after the hour: the node holds the
+	// agent's proof of presence at once.
+	waitFor(t, "the first challenge", 5*time.Second, func() bool { return srv.Stats().ReverifyOK == 1 })
+	pr, ok := srv.Presence(ah.ID())
+	if !ok || CheckPresence(&pr, key.Public(), nh.ID(), ah.ID(), time.Now(), time.Minute) != PresenceOK {
+		t.Fatalf("presence %+v %v", pr, ok)
+	}
+	// The session ends with the connection, and the proof with it.
 	_ = ah.Network().ClosePeer(nh.ID())
 	waitFor(t, "the session to end", 5*time.Second, func() bool { return srv.Sessions() == 0 })
+	if _, ok := srv.Presence(ah.ID()); ok {
+		t.Fatal("the proof outlived the session")
+	}
 }
 
 // TestAttachRefused exercises the server's own checks: the node host has no gater.
