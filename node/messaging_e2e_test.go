@@ -212,7 +212,11 @@ func TestE2EMessaging(t *testing.T) {
 	code, body := get(t, c.nodes[0], "/metrics")
 	for _, want := range []string{`vigil_agent_messages_total{kind="send",outcome="ok"} 3`,
 		`vigil_agent_messages_total{kind="send",outcome="destination_unreachable"} 2`,
-		`vigil_agent_messages_total{kind="receive",outcome="ok"} 2`} {
+		`vigil_agent_messages_total{kind="receive",outcome="ok"} 2`,
+		// Every locate answer carried a valid proof: the worker's node proved its session.
+		`vigil_agent_locate_unproven_total{reason="no_proof"} 0`,
+		`vigil_agent_locate_unproven_total{reason="bad_signature"} 0`,
+		`vigil_agent_locate_unproven_total{reason="stale"} 0`} {
 		if code != 200 || !strings.Contains(body, want) {
 			t.Errorf("node-1 /metrics lacks %s", want)
 		}

@@ -5,6 +5,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/vigil-mesh/vigil/node/agentproto"
 	"github.com/vigil-mesh/vigil/node/enforce"
 )
 
@@ -50,12 +51,14 @@ var (
 	descView      = prometheus.NewDesc("vigil_registry_principals", "Principals in the local registry view.", nil, nil)
 	descPeers     = prometheus.NewDesc("vigil_connected_peers", "Peers with a live libp2p connection.", nil, nil)
 	descGater     = prometheus.NewDesc("vigil_gater_decisions_total", "Connection gater decisions by direction, outcome and reason.", []string{"direction", "outcome", "reason"}, nil)
+	descUnproven  = prometheus.NewDesc("vigil_agent_locate_unproven_total",
+		"Locate answers this node ignored because another node said an agent is attached to it without a valid proof, by reason (no_proof, bad_signature, stale, future).", []string{"reason"}, nil)
 )
 
 type nodeCollector struct{ n *Node }
 
 func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descRaftState, descApplied, descContact, descView, descPeers, descGater} {
+	for _, d := range []*prometheus.Desc{descRaftState, descApplied, descContact, descView, descPeers, descGater, descUnproven} {
 		ch <- d
 	}
 }
@@ -86,5 +89,11 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		ch <- prometheus.MustNewConstMetric(descGater, prometheus.CounterValue, float64(st.Secured[r]), "inbound", outcome, r.String())
 		ch <- prometheus.MustNewConstMetric(descGater, prometheus.CounterValue, float64(st.Dial[r]), "dial", outcome, r.String())
+	}
+	if r := n.Router(); r != nil {
+		st := r.Stats()
+		for why := agentproto.PresenceCheck(1); int(why) < len(st.LocateUnproven); why++ {
+			ch <- prometheus.MustNewConstMetric(descUnproven, prometheus.CounterValue, float64(st.LocateUnproven[why]), why.String())
+		}
 	}
 }

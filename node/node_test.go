@@ -120,6 +120,7 @@ func TestNodeRevokeCutsOffLiveAgent(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ah.Close()
+	agentproto.ServeReverify(ah, agentKey) // or its first challenge, right after the attach, cuts it off
 	target := peer.AddrInfo{ID: n.Host().ID(), Addrs: n.Host().Addrs()}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

@@ -55,16 +55,24 @@ func Attach(ctx context.Context, h host.Host, node peer.AddrInfo) (Registration,
 	return Registration{}, fmt.Errorf("agentproto: attach: unexpected message type %d: %w", m.msgType(), ErrMalformed)
 }
 
+// MaxChallengeAhead is how far ahead of the agent's clock a challenge's timestamp may be for the
+// agent to sign it. The signature is also the node's proof to other nodes that the agent is
+// attached there (Presence), believed until it is RouterConfig.LocateMaxAge old: without this
+// bound, a node the agent once attached to could collect proofs dated in the future and claim
+// the agent long after it left.
+const MaxChallengeAhead = 5 * time.Minute
+
 // ServeReverify makes h answer the nodes' re-verification challenges by signing them with key
 // (which must be the key of h's identity, or every challenge fails). A challenge that names a
-// node other than the peer of the stream is refused (it could be relayed from elsewhere).
+// node other than the peer of the stream is refused (it could be relayed from elsewhere), and so
+// is one dated more than MaxChallengeAhead ahead of the agent's clock.
 func ServeReverify(h host.Host, key identity.PrivateKey) {
 	self := h.ID()
 	h.SetStreamHandler(ReverifyProtocol, func(s network.Stream) {
 		_ = s.SetDeadline(time.Now().Add(defaultIOTimeout))
 		m, err := ReadMessage(s)
 		ch, ok := m.(*Challenge)
-		if err != nil || !ok || ch.Node != s.Conn().RemotePeer() {
+		if err != nil || !ok || ch.Node != s.Conn().RemotePeer() || ch.Timestamp.After(time.Now().Add(MaxChallengeAhead)) {
 			_ = s.Reset()
 			return
 		}

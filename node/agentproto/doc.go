@@ -7,12 +7,13 @@
 //   - /vigil/agent/1 (agent → node): one AttachRequest; the node answers with the agent's
 //     Registration (name, SPIFFE ID, labels, capabilities, expiry, status, re-verification
 //     interval) or a Refusal with a code and a reason.
-//   - /vigil/agent/reverify/1 (node → agent), every ReverifyInterval while the agent is
-//     connected: a Challenge (32-byte random nonce, the node's ID, a timestamp); the agent answers
-//     a Proof, its Ed25519 signature over ReverifyBytes:
-//     "vigil/reverify/v1\x00" || nonce || node ID || agent ID || timestamp. The node verifies it
-//     with the key in its registry. A failure, a timeout or an expired (or no longer active)
-//     registration cuts the agent off (Config.Disconnect, wired to enforce.Enforcer.Disconnect).
+//   - /vigil/agent/reverify/1 (node → agent), right after the attach and then every
+//     ReverifyInterval while the agent is connected: a Challenge (32-byte random nonce, the
+//     node's ID, a timestamp); the agent answers a Proof, its Ed25519 signature over
+//     ReverifyBytes: "vigil/reverify/v1\x00" || nonce || node ID || agent ID || timestamp. The
+//     node verifies it with the key in its registry and keeps the latest as the agent's Presence.
+//     A failure, a timeout or an expired (or no longer active) registration cuts the agent off
+//     (Config.Disconnect, wired to enforce.Enforcer.Disconnect).
 //
 // Messaging (docs/agents.md; wire format in msgwire.go, one reusable stream per exchange flow):
 //
@@ -21,6 +22,10 @@
 //     wired to enforce.Config.BeforeCut).
 //   - /vigil/agent/send/1, /vigil/agent/report/1 (agent → node), /vigil/agent/deliver/1 (node →
 //     agent), /vigil/node/relay/1 and /vigil/node/locate/1 (node → node, admitted nodes only).
+//   - A node answers a locate query "attached" only with the agent's Presence, which names that
+//     node; the sender's node relays only to a node whose proof verifies under the destination's
+//     key and is at most RouterConfig.LocateMaxAge old (CheckPresence), and caches the location
+//     no longer than that. Other answers are ignored, counted (Router.Stats) and logged.
 //   - Authorize is the capability rule, a pure function; the Router runs it at the sender's node
 //     and again at the destination's node, and records every message, refusal and event
 //     (RouterConfig.Record, a node/telemetry buffer).
@@ -45,9 +50,10 @@
 // Invariants:
 //   - Every message is one frame whose length is checked against MaxMessageSize (attach) or
 //     MaxEnvelopeSize (messaging) before any allocation; Decode is strict and canonical (FuzzDecode checks Encode(Decode(b)) == b).
-//   - The agent signs only challenges that name the node at the other end of the stream, and
-//     every signature is domain-separated, so a proof cannot be relayed to another node or
-//     reused as any other signature.
+//   - The agent signs only challenges that name the node at the other end of the stream and are
+//     dated at most MaxChallengeAhead ahead of its clock, and every signature is
+//     domain-separated, so a proof cannot be relayed to another node or reused as any other
+//     signature, and a node cannot hoard proofs of presence for later.
 //   - The server answers from the current enforce.View only; it never admits what the View does
 //     not, and each attached agent has at most one re-verification goroutine, which ends with its
 //     connection or with Close.

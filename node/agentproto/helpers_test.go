@@ -2,6 +2,7 @@ package agentproto
 
 import (
 	"crypto/rand"
+	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
@@ -39,17 +40,29 @@ func mustKey(tb testing.TB) identity.PrivateKey {
 
 func newFixture(tb testing.TB) *fixture {
 	tb.Helper()
-	f := &fixture{t: tb, op: mustKey(tb), node: mustKey(tb), src: enforce.NewMemSource(identity.NewRegistry()),
-		views: enforce.NewViews()}
+	f, _ := newFixtureNodes(tb, 1)
+	return f
+}
+
+// newFixtureNodes is newFixture with n admitted nodes; f.node is the first of the keys returned.
+func newFixtureNodes(tb testing.TB, n int) (*fixture, []identity.PrivateKey) {
+	tb.Helper()
+	f := &fixture{t: tb, op: mustKey(tb), src: enforce.NewMemSource(identity.NewRegistry()), views: enforce.NewViews()}
 	var err error
 	if f.cluster, err = identity.NewClusterID(rand.Reader); err != nil {
 		tb.Fatal(err)
 	}
+	keys := make([]identity.PrivateKey, n)
+	nodes := make([]identity.NodeEntry, n)
+	for i := range keys {
+		keys[i] = mustKey(tb)
+		nodes[i] = identity.NodeEntry{Name: fmt.Sprintf("node-%d", i+1), Key: keys[i].Public(), Site: "s1", Voter: true,
+			Addrs: []string{fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", 7400+i)}}
+	}
+	f.node = keys[0]
 	f.apply(&identity.Genesis{ClusterID: f.cluster, TrustDomain: "test.vigil", Threshold: 1,
-		Operators: []identity.OperatorEntry{{Name: "op-1", Key: f.op.Public()}},
-		Nodes: []identity.NodeEntry{{Name: "node-1", Key: f.node.Public(), Site: "s1", Voter: true,
-			Addrs: []string{"/ip4/127.0.0.1/tcp/7400"}}}})
-	return f
+		Operators: []identity.OperatorEntry{{Name: "op-1", Key: f.op.Public()}}, Nodes: nodes})
+	return f, keys
 }
 
 func (f *fixture) apply(p identity.Payload) {
@@ -71,6 +84,14 @@ func (f *fixture) register(name string, ttl time.Duration) identity.PrivateKey {
 	k := mustKey(f.t)
 	f.apply(&identity.RegisterAgent{Name: name, Key: k.Public(), ExpiresAt: time.Now().Add(ttl),
 		Labels: map[string]string{"site": "s1", "role": "demo"}, Capabilities: []string{"message:b", "tool:search"}})
+	return k
+}
+
+// registerWith registers an agent with the given capabilities, valid for an hour.
+func (f *fixture) registerWith(name string, caps []string) identity.PrivateKey {
+	f.t.Helper()
+	k := mustKey(f.t)
+	f.apply(&identity.RegisterAgent{Name: name, Key: k.Public(), ExpiresAt: time.Now().Add(time.Hour), Capabilities: caps})
 	return k
 }
 

@@ -45,7 +45,9 @@ const (
 //	22 report    u8 n ≤ MaxEvents, n × (str kind ≤ 32, str name ≤ 128, f64 value, i64 at,
 //	             u8 m ≤ MaxEventAttrs, m × (str key ≤ 64, str value ≤ 256), keys strictly ascending)
 //	23 locate    str agent peer ID
-//	24 located   u8 attached (0 or 1)
+//	24 located   u8 state: 0 not attached; 2 attached and proved, then the agent's latest proof
+//	             (Presence: 32-byte nonce, i64 timestamp (Unix ns), 64-byte Ed25519 signature);
+//	             1 attached without a proof (the format before proofs: decoded, never believed)
 //	25 notice    str code, str reason
 const (
 	MaxBodySize     = 64 << 10            // bytes of one message body
@@ -152,8 +154,20 @@ type Report struct{ Events []Event }
 // Locate asks a node whether Agent is attached to it.
 type Locate struct{ Agent peer.ID }
 
-// Located answers a Locate.
-type Located struct{ Attached bool }
+// Located answers a Locate. A node says Attached only with the agent's Proof that it holds a
+// session there; an answer in the format before proofs says Attached with a nil Proof, which
+// proves nothing (the Router treats it as "not attached").
+type Located struct {
+	Attached bool
+	Proof    *Presence // encoded only with Attached
+}
+
+// Located states on the wire.
+const (
+	locatedNo       = 0
+	locatedUnproved = 1 // the format before proofs
+	locatedProved   = 2
+)
 
 // Notice tells an attached agent why its node is about to close its session.
 type Notice struct{ Code, Reason string }
@@ -229,10 +243,16 @@ func EncodeEnvelope(m Message) []byte {
 	case *Locate:
 		str(string(m.Agent))
 	case *Located:
-		if m.Attached {
-			b = append(b, 1)
-		} else {
-			b = append(b, 0)
+		switch {
+		case !m.Attached:
+			b = append(b, locatedNo)
+		case m.Proof == nil:
+			b = append(b, locatedUnproved)
+		default:
+			b = append(b, locatedProved)
+			b = append(b, m.Proof.Nonce[:]...)
+			i64(m.Proof.Timestamp)
+			b = append(b, m.Proof.Signature[:]...)
 		}
 	case *Notice:
 		str(m.Code)
@@ -359,11 +379,7 @@ func DecodeEnvelope(b []byte) (Message, error) {
 	case typeLocate:
 		m = &Locate{Agent: d.peerID("agent")}
 	case typeLocated:
-		v := d.u8()
-		if d.err == nil && v > 1 {
-			d.fail("located %d", v)
-		}
-		m = &Located{Attached: v == 1}
+		m = d.located()
 	case typeNotice:
 		n := &Notice{}
 		n.Code = d.str("code", MaxCodeLen)
@@ -379,6 +395,34 @@ func DecodeEnvelope(b []byte) (Message, error) {
 		return nil, d.err
 	}
 	return m, nil
+}
+
+func (d *decoder) located() *Located {
+	l := &Located{}
+	switch st := d.u8(); {
+	case d.err != nil, st == locatedNo:
+	case st == locatedUnproved:
+		l.Attached = true
+	case st == locatedProved:
+		pr := &Presence{}
+		copy(pr.Nonce[:], d.fixed("located proof nonce", NonceSize))
+		if ts := d.fixed("located proof timestamp", 8); ts != nil {
+			pr.Timestamp = time.Unix(0, int64(binary.BigEndian.Uint64(ts))).UTC()
+		}
+		copy(pr.Signature[:], d.fixed("located proof signature", SignatureSize))
+		l.Attached, l.Proof = true, pr
+	default:
+		d.fail("located state %d", st)
+	}
+	return l
+}
+
+// fixed reads a field of exactly n bytes, naming it when it is cut short.
+func (d *decoder) fixed(field string, n int) []byte {
+	if d.err == nil && len(d.b) < n {
+		d.fail("%s: %d of %d bytes", field, len(d.b), n)
+	}
+	return d.take(n)
 }
 
 func (d *decoder) report() *Report {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"math"
 	mrand "math/rand/v2"
 	"slices"
@@ -29,9 +30,60 @@ func sampleMsgMessages(tb testing.TB) []Message {
 		&Report{Events: []Event{{Kind: "metric", Name: "cpu_usage", Value: 0.5, At: at, Attrs: map[string]string{"a": "1", "b": "2"}},
 			{Kind: "tool_call", Name: "search", Value: math.Inf(1), At: at}}},
 		&Locate{Agent: a},
-		&Located{Attached: true},
+		&Located{Attached: true, Proof: samplePresence(at)},
+		&Located{Attached: true}, // the format before proofs
 		&Located{},
 		&Notice{Code: "revoked", Reason: "stolen key"},
+	}
+}
+
+func samplePresence(at time.Time) *Presence {
+	pr := &Presence{Timestamp: at}
+	for i := range pr.Nonce {
+		pr.Nonce[i] = byte(i)
+	}
+	for i := range pr.Signature {
+		pr.Signature[i] = byte(255 - i)
+	}
+	return pr
+}
+
+// TestLocatedWire: a Located has exactly three encodings: not attached, attached with its
+// proof, and the format before proofs (attached, no proof), which decodes as such so that the
+// router can tell it proves nothing. A proof is never encoded without Attached.
+func TestLocatedWire(t *testing.T) {
+	at := time.Unix(0, 1_700_000_000_123_456_789).UTC()
+	pr := samplePresence(at)
+	proved := append([]byte{byte(typeLocated), 2}, pr.Nonce[:]...)
+	proved = binary.BigEndian.AppendUint64(proved, uint64(at.UnixNano()))
+	proved = append(proved, pr.Signature[:]...)
+	for _, tc := range []struct {
+		name string
+		m    *Located
+		want []byte
+	}{
+		{"not attached", &Located{}, []byte{byte(typeLocated), 0}},
+		{"a proof without attached is not sent", &Located{Proof: pr}, []byte{byte(typeLocated), 0}},
+		{"old format", &Located{Attached: true}, []byte{byte(typeLocated), 1}},
+		{"proved", &Located{Attached: true, Proof: pr}, proved},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := EncodeEnvelope(tc.m)
+			if !bytes.Equal(b, tc.want) {
+				t.Fatalf("encoding %x, want %x", b, tc.want)
+			}
+			m, err := DecodeEnvelope(b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := m.(*Located)
+			if got.Attached != tc.m.Attached || (got.Proof != nil) != (tc.m.Attached && tc.m.Proof != nil) {
+				t.Fatalf("decoded %+v", got)
+			}
+			if got.Proof != nil && (*got.Proof != *pr || !got.Proof.Timestamp.Equal(at)) {
+				t.Fatalf("proof %+v, want %+v", got.Proof, pr)
+			}
+		})
 	}
 }
 
@@ -75,29 +127,37 @@ func TestEnvelopeRejects(t *testing.T) {
 	big := append([]byte(nil), send[:bodyLen]...)
 	big = binary.BigEndian.AppendUint32(big, MaxBodySize+1)
 	deliver := EncodeEnvelope(sampleMsgMessages(t)[4])
+	located := EncodeEnvelope(&Located{Attached: true, Proof: samplePresence(time.Unix(1, 0))})
 	for name, tc := range map[string]struct {
 		b    []byte
 		want error
+		msg  string // in the error, if set
 	}{
-		"body over cap":   {big, ErrTooLarge},
-		"truncated":       {send[:len(send)-1], ErrMalformed},
-		"trailing":        {append(append([]byte(nil), send...), 0), ErrMalformed},
-		"unknown type":    {[]byte{99}, ErrMalformed},
-		"empty":           {nil, ErrMalformed},
-		"bad hop":         {EncodeEnvelope(&MsgRefusal{Code: "x", Hop: 9}), ErrMalformed},
-		"empty code":      {EncodeEnvelope(&MsgRefusal{Hop: HopReceiver}), ErrMalformed},
-		"located 2":       {[]byte{byte(typeLocated), 2}, ErrMalformed},
-		"bad peer id":     {EncodeEnvelope(&Locate{Agent: "nope"}), ErrMalformed},
-		"deliver cut":     {deliver[:20], ErrMalformed},
-		"event no kind":   {EncodeEnvelope(&Report{Events: []Event{{Name: "x"}}}), ErrMalformed},
-		"too many events": {append([]byte{byte(typeReport), MaxEvents + 1}, make([]byte, 10)...), ErrTooLarge},
-		"attrs unordered": {reportWithAttrs("b", "a"), ErrMalformed},
-		"to over cap":     {append([]byte{byte(typeSend)}, binary.BigEndian.AppendUint16(nil, MaxToLen+1)...), ErrTooLarge},
+		"body over cap":       {big, ErrTooLarge, ""},
+		"truncated":           {send[:len(send)-1], ErrMalformed, ""},
+		"trailing":            {append(append([]byte(nil), send...), 0), ErrMalformed, ""},
+		"unknown type":        {[]byte{99}, ErrMalformed, ""},
+		"empty":               {nil, ErrMalformed, ""},
+		"bad hop":             {EncodeEnvelope(&MsgRefusal{Code: "x", Hop: 9}), ErrMalformed, ""},
+		"empty code":          {EncodeEnvelope(&MsgRefusal{Hop: HopReceiver}), ErrMalformed, ""},
+		"located 3":           {[]byte{byte(typeLocated), 3}, ErrMalformed, "located state 3"},
+		"located no proof":    {[]byte{byte(typeLocated), 2}, ErrMalformed, "located proof nonce: 0 of 32 bytes"},
+		"located cut in ts":   {located[:2+NonceSize+7], ErrMalformed, "located proof timestamp: 7 of 8 bytes"},
+		"located cut in sig":  {located[:len(located)-1], ErrMalformed, "located proof signature: 63 of 64 bytes"},
+		"located trailing":    {append(append([]byte(nil), located...), 0), ErrMalformed, "1 trailing bytes"},
+		"unattached proof":    {append([]byte{byte(typeLocated), 0}, located[2:]...), ErrMalformed, "trailing bytes"},
+		"old format trailing": {append([]byte{byte(typeLocated), 1}, located[2:]...), ErrMalformed, "trailing bytes"},
+		"bad peer id":         {EncodeEnvelope(&Locate{Agent: "nope"}), ErrMalformed, ""},
+		"deliver cut":         {deliver[:20], ErrMalformed, ""},
+		"event no kind":       {EncodeEnvelope(&Report{Events: []Event{{Name: "x"}}}), ErrMalformed, ""},
+		"too many events":     {append([]byte{byte(typeReport), MaxEvents + 1}, make([]byte, 10)...), ErrTooLarge, ""},
+		"attrs unordered":     {reportWithAttrs("b", "a"), ErrMalformed, ""},
+		"to over cap":         {append([]byte{byte(typeSend)}, binary.BigEndian.AppendUint16(nil, MaxToLen+1)...), ErrTooLarge, ""},
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := DecodeEnvelope(tc.b)
-			if !errors.Is(err, tc.want) || !errors.Is(err, ErrMalformed) {
-				t.Fatalf("err = %v, want %v (and ErrMalformed)", err, tc.want)
+			if !errors.Is(err, tc.want) || !errors.Is(err, ErrMalformed) || !strings.Contains(fmt.Sprint(err), tc.msg) {
+				t.Fatalf("err = %v, want %v (and ErrMalformed) saying %q", err, tc.want, tc.msg)
 			}
 		})
 	}

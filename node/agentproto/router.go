@@ -32,6 +32,15 @@ type RouterConfig struct {
 	DeliverTimeout time.Duration
 	// LocateTimeout bounds the fan-out query for a destination's node. Default 2 s.
 	LocateTimeout time.Duration
+	// LocateMaxAge is the oldest proof of presence a locate answer may carry (Presence: the
+	// destination's signature of the answering node's challenge, dated by that node's clock); an
+	// answer without a valid proof this fresh is ignored. It also bounds how long a located node
+	// is cached. It must cover a node's longest wait between two challenges, ReverifyInterval +
+	// ChallengeTimeout, on every node (so keep auth.reverify_interval alike across the cluster),
+	// or an honest node's proofs go stale and messages to its agents fail. Default 0: 2 × the
+	// server's ReverifyInterval + its ChallengeTimeout (65 s with the server's defaults; 10 min
+	// 5 s with node.yaml's reverify_interval of 5 min).
+	LocateMaxAge time.Duration
 	// IdleTimeout closes a messaging stream that carries no request for this long. Default 5 min.
 	IdleTimeout time.Duration
 	// MaxThrottled bounds the agents throttled at once (Router.Throttle); when full, expired
@@ -77,6 +86,8 @@ func (c RouterConfig) Validate() error {
 		return fmt.Errorf("agentproto: deliver_timeout: must be > 0, got %s: %w", c.DeliverTimeout, ErrInvalidConfig)
 	case c.LocateTimeout <= 0:
 		return fmt.Errorf("agentproto: locate_timeout: must be > 0, got %s: %w", c.LocateTimeout, ErrInvalidConfig)
+	case c.LocateMaxAge < 0:
+		return fmt.Errorf("agentproto: locate_max_age: must be ≥ 0 (0: derived from the server's reverify_interval), got %s: %w", c.LocateMaxAge, ErrInvalidConfig)
 	case c.IdleTimeout <= 0:
 		return fmt.Errorf("agentproto: idle_timeout: must be > 0, got %s: %w", c.IdleTimeout, ErrInvalidConfig)
 	case c.MaxThrottled < 1 || c.MaxThrottled > 1<<24:
@@ -97,6 +108,13 @@ func (c RouterConfig) Validate() error {
 	return nil
 }
 
+// RouterStats counts the router's outcomes.
+type RouterStats struct {
+	// LocateUnproven counts the locate answers ignored because they said "attached" without a
+	// valid proof of presence, indexed by why (a PresenceCheck; index PresenceOK stays 0).
+	LocateUnproven [numPresenceChecks]uint64
+}
+
 // Router is the node side of agent messaging: sessions of attached agents, sends from them,
 // relays from and to other nodes, deliveries to attached agents, locate queries and reports.
 // Every message is authorised at the sender's node and again at the destination's node.
@@ -110,8 +128,11 @@ type Router struct {
 
 	mu       sync.Mutex
 	sessions map[peer.ID]*session
-	where    map[peer.ID]peer.ID   // destination agent → the node it was last found on
-	missing  map[peer.ID]time.Time // destination agent → when a locate last found it nowhere
+	where    map[peer.ID]location   // destination agent → the node it was last proved attached to
+	missing  map[peer.ID]time.Time  // destination agent → when a locate last found it nowhere
+	warned   map[peer.ID]*warnState // answering node → its last unproved-answer warning
+
+	unproven [numPresenceChecks]atomic.Uint64
 
 	names atomic.Pointer[nameIndex]
 
@@ -120,6 +141,19 @@ type Router struct {
 	done      chan struct{} // closed by Close: stops refreshLoop
 	wg        sync.WaitGroup
 	closeOnce sync.Once
+}
+
+// location is where a destination was found: node, proved there until until (its proof's
+// timestamp + LocateMaxAge), after which it is looked for again.
+type location struct {
+	node  peer.ID
+	until time.Time
+}
+
+// warnState rate-limits the warning about one node's unproved locate answers.
+type warnState struct {
+	at         time.Time
+	suppressed int
 }
 
 type session struct {
@@ -179,6 +213,10 @@ const (
 	registrationRefresh = time.Second
 	missingTTL          = time.Second
 	maxMissing          = 4096
+	// unprovenWarnEvery is the least time between two warnings about one node's unproved locate
+	// answers (a lying node answers every query); maxWarned bounds that memory.
+	unprovenWarnEvery = time.Minute
+	maxWarned         = 1024
 )
 
 type nameIndex struct {
@@ -194,6 +232,14 @@ func NewRouter(srv *Server, cfg RouterConfig) (*Router, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	// A proof is at most ReverifyInterval + ChallengeTimeout old when the next one replaces it.
+	minAge := srv.cfg.ReverifyInterval + srv.cfg.ChallengeTimeout
+	if cfg.LocateMaxAge == 0 {
+		cfg.LocateMaxAge = minAge + srv.cfg.ReverifyInterval
+	} else if cfg.LocateMaxAge < minAge {
+		return nil, fmt.Errorf("agentproto: locate_max_age: %s is shorter than the server's reverify_interval + challenge_timeout (%s), so honest nodes' proofs would go stale: %w",
+			cfg.LocateMaxAge, minAge, ErrInvalidConfig)
+	}
 	var pfx [6]byte
 	if _, err := rand.Read(pfx[:]); err != nil {
 		return nil, fmt.Errorf("agentproto: router: id prefix: %w", err)
@@ -201,8 +247,8 @@ func NewRouter(srv *Server, cfg RouterConfig) (*Router, error) {
 	h := srv.h
 	r := &Router{srv: srv, cfg: cfg, prefix: hex.EncodeToString(pfx[:]) + "-",
 		deliver: NewPool(h, DeliverProtocol, true), relay: NewPool(h, RelayProtocol, false),
-		locate: NewPool(h, LocateProtocol, false), sessions: map[peer.ID]*session{}, where: map[peer.ID]peer.ID{},
-		missing: map[peer.ID]time.Time{}, throttled: newThrottles(cfg.MaxThrottled)}
+		locate: NewPool(h, LocateProtocol, false), sessions: map[peer.ID]*session{}, where: map[peer.ID]location{},
+		missing: map[peer.ID]time.Time{}, warned: map[peer.ID]*warnState{}, throttled: newThrottles(cfg.MaxThrottled)}
 	now := cfg.Now()
 	for _, t := range cfg.Throttles {
 		if _, err := r.throttled.set(t.Peer, t.Rate, t.Burst, t.Until, now); err != nil {
@@ -249,6 +295,15 @@ func (r *Router) Close() error {
 	r.relay.Close()
 	r.locate.Close()
 	return nil
+}
+
+// Stats returns a snapshot of the counters.
+func (r *Router) Stats() RouterStats {
+	var st RouterStats
+	for i := range r.unproven {
+		st.LocateUnproven[i] = r.unproven[i].Load()
+	}
+	return st
 }
 
 // Attached reports whether agent p holds a session with this node.
@@ -503,7 +558,7 @@ func (r *Router) send(p peer.ID, m *Send, now time.Time, rec *telemetry.Record) 
 	}
 	relay := &Relay{ID: id, From: p, To: dp, Capability: m.Capability, SentAt: now, Body: m.Body}
 	for attempt := 0; attempt < 2; attempt++ {
-		n, ok := r.locateAgent(ctx, dp, attempt > 0)
+		n, ok := r.locateAgent(ctx, dest, attempt > 0)
 		if !ok {
 			return refusal(CodeDestinationUnreachable, HopSenderNode, "destination must be attached to a reachable node",
 				dest.Name+" is not attached to any node this node reached")
@@ -623,7 +678,18 @@ func (r *Router) onLocate(n peer.ID, m Message) Message {
 	if e, ok := v.Lookup(n); !ok || e.Role != identity.RoleNode {
 		return refusal(CodeNotNode, HopReceiverNode, "locate queries come from admitted nodes", n.String()+" is not an admitted node")
 	}
-	return &Located{Attached: r.Attached(l.Agent)}
+	// "Attached" only with the agent's proof: a session whose first challenge is still running
+	// (right after the attach) is waited for, at most ChallengeTimeout.
+	if !r.Attached(l.Agent) {
+		return &Located{}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), r.srv.cfg.ChallengeTimeout)
+	defer cancel()
+	pr, ok := r.srv.awaitPresence(ctx, l.Agent)
+	if !ok || !r.Attached(l.Agent) {
+		return &Located{}
+	}
+	return &Located{Attached: true, Proof: &pr}
 }
 
 func (r *Router) onReport(p peer.ID, m Message) Message {
@@ -647,16 +713,19 @@ func (r *Router) onReport(p peer.ID, m Message) Message {
 	return &Ack{}
 }
 
-// locateAgent returns the node agent p is attached to: the cached answer, or the first node of
-// a fan-out query that says so (fresh: skip the cache).
-func (r *Router) locateAgent(ctx context.Context, p peer.ID, fresh bool) (peer.ID, bool) {
+// locateAgent returns the node agent dest is attached to: the cached answer while its proof is
+// fresh, or the first node of a fan-out query that says so with a proof (CheckPresence) that dest
+// holds a session there (fresh: skip the cache). An answer "attached" without a valid proof is
+// taken as "not attached", counted and logged.
+func (r *Router) locateAgent(ctx context.Context, dest identity.Agent, fresh bool) (peer.ID, bool) {
+	p := dest.ID.Peer()
 	if !fresh {
 		r.mu.Lock()
-		n, ok := r.where[p]
+		loc, ok := r.where[p]
 		miss, missed := r.missing[p]
 		r.mu.Unlock()
-		if ok {
-			return n, true
+		if ok && r.cfg.Now().Before(loc.until) {
+			return loc.node, true
 		}
 		// A destination found nowhere a moment ago is not looked for again at once, so a sender
 		// cannot make this node query every other node for each message.
@@ -667,7 +736,7 @@ func (r *Router) locateAgent(ctx context.Context, p peer.ID, fresh bool) (peer.I
 	ctx, cancel := context.WithTimeout(ctx, r.cfg.LocateTimeout)
 	defer cancel()
 	self := r.srv.h.ID()
-	found := make(chan peer.ID, 1)
+	found := make(chan location, 1)
 	var wg sync.WaitGroup
 	for _, ai := range r.cfg.Nodes() {
 		if ai.ID == self {
@@ -680,19 +749,31 @@ func (r *Router) locateAgent(ctx context.Context, p peer.ID, fresh bool) (peer.I
 		go func(n peer.ID) {
 			defer wg.Done()
 			resp, err := r.locate.Call(ctx, n, &Locate{Agent: p})
-			if l, ok := resp.(*Located); err == nil && ok && l.Attached {
-				select {
-				case found <- n:
-				default:
-				}
+			l, ok := resp.(*Located)
+			if err != nil || !ok || !l.Attached {
+				return
+			}
+			now := r.cfg.Now()
+			if why := CheckPresence(l.Proof, dest.Key, n, p, now, r.cfg.LocateMaxAge); why != PresenceOK {
+				r.unprovenAnswer(n, dest, l.Proof, why)
+				return
+			}
+			// Cached until the proof is stale; one dated ahead (within PresenceSkew) buys no more.
+			until := l.Proof.Timestamp
+			if until.After(now) {
+				until = now
+			}
+			select {
+			case found <- location{node: n, until: until.Add(r.cfg.LocateMaxAge)}:
+			default:
 			}
 		}(ai.ID)
 	}
 	go func() { wg.Wait(); close(found) }()
-	n, ok := <-found
+	loc, ok := <-found
 	r.mu.Lock()
 	if ok {
-		r.where[p] = n
+		r.where[p] = loc
 		delete(r.missing, p)
 	} else {
 		if len(r.missing) >= maxMissing {
@@ -701,12 +782,42 @@ func (r *Router) locateAgent(ctx context.Context, p peer.ID, fresh bool) (peer.I
 		r.missing[p] = r.cfg.Now()
 	}
 	r.mu.Unlock()
-	return n, ok
+	return loc.node, ok
+}
+
+// unprovenAnswer counts node n's answer that dest is attached to it without a valid proof, and
+// warns about it, at most once per unprovenWarnEvery for each node (a lying node answers every
+// query), saying how many were not logged meanwhile.
+func (r *Router) unprovenAnswer(n peer.ID, dest identity.Agent, pr *Presence, why PresenceCheck) {
+	r.unproven[why].Add(1)
+	now := r.cfg.Now()
+	r.mu.Lock()
+	w := r.warned[n]
+	if w != nil && now.Sub(w.at) < unprovenWarnEvery {
+		w.suppressed++
+		r.mu.Unlock()
+		return
+	}
+	if w == nil {
+		if len(r.warned) >= maxWarned {
+			clear(r.warned)
+		}
+		w = &warnState{}
+		r.warned[n] = w
+	}
+	suppressed := w.suppressed
+	w.at, w.suppressed = now, 0
+	r.mu.Unlock()
+	args := []any{"node", n, "agent", dest.Name, "agent_id", dest.ID.Peer(), "why", why.String(), "suppressed", suppressed}
+	if pr != nil {
+		args = append(args, "proof_time", pr.Timestamp)
+	}
+	r.cfg.Logger.Warn("agentproto: ignored a locate answer without a valid proof that the agent is attached", args...)
 }
 
 func (r *Router) forget(agent, n peer.ID) {
 	r.mu.Lock()
-	if r.where[agent] == n {
+	if r.where[agent].node == n {
 		delete(r.where, agent)
 	}
 	r.mu.Unlock()

@@ -3,6 +3,7 @@ package agentproto
 import (
 	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -79,10 +80,20 @@ type Server struct {
 
 	mu       sync.Mutex
 	closed   bool
-	sessions map[peer.ID]context.CancelFunc // one reverify goroutine each
+	sessions map[peer.ID]*agentSession // one reverify goroutine each
 
 	attached, refused, ok, failed atomic.Uint64
 }
+
+// agentSession is the server's state of one attached agent.
+type agentSession struct {
+	cancel context.CancelFunc // stops its reverify goroutine
+	first  chan struct{}      // closed once its first challenge has ended, passed or not
+	once   sync.Once          // closes first
+	proof  *Presence          // its latest passed challenge (under Server.mu); nil before the first
+}
+
+func (as *agentSession) firstDone() { as.once.Do(func() { close(as.first) }) }
 
 // NewServer registers the attach handler on h and starts serving.
 func NewServer(h host.Host, views *enforce.Views, cfg Config) (*Server, error) {
@@ -95,7 +106,7 @@ func NewServer(h host.Host, views *enforce.Views, cfg Config) (*Server, error) {
 	if cfg.Disconnect == nil {
 		cfg.Disconnect = func(p peer.ID, _ error) { _ = h.Network().ClosePeer(p) }
 	}
-	s := &Server{h: h, views: views, cfg: cfg, sessions: map[peer.ID]context.CancelFunc{}}
+	s := &Server{h: h, views: views, cfg: cfg, sessions: map[peer.ID]*agentSession{}}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.notif = &network.NotifyBundle{DisconnectedF: func(n network.Network, c network.Conn) {
 		if p := c.RemotePeer(); n.Connectedness(p) != network.Connected {
@@ -132,6 +143,35 @@ func (s *Server) Sessions() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return len(s.sessions)
+}
+
+// Presence returns attached agent p's latest passed challenge: the proof this node gives other
+// nodes that p holds a session with it. False before the session's first challenge has passed
+// (it is sent right after the attach) and once the session has ended.
+func (s *Server) Presence(p peer.ID) (Presence, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if as := s.sessions[p]; as != nil && as.proof != nil {
+		return *as.proof, true
+	}
+	return Presence{}, false
+}
+
+// awaitPresence is Presence, but for a session whose first challenge is still running it waits
+// for that challenge's outcome (bounded by ChallengeTimeout) or for ctx to end.
+func (s *Server) awaitPresence(ctx context.Context, p peer.ID) (Presence, bool) {
+	s.mu.Lock()
+	as := s.sessions[p]
+	s.mu.Unlock()
+	if as == nil {
+		return Presence{}, false
+	}
+	select {
+	case <-as.first:
+	case <-ctx.Done():
+		return Presence{}, false
+	}
+	return s.Presence(p)
 }
 
 // lookup answers an attach for p from the current View.
@@ -192,10 +232,11 @@ func (s *Server) startSession(p peer.ID) {
 		return
 	}
 	ctx, cancel := context.WithCancel(s.ctx)
-	s.sessions[p] = cancel
+	as := &agentSession{cancel: cancel, first: make(chan struct{})}
+	s.sessions[p] = as
 	s.wg.Add(1)
 	s.mu.Unlock()
-	go s.reverifyLoop(ctx, p)
+	go s.reverifyLoop(ctx, p, as)
 	// The agent may have gone between the attach and now, before the notifiee knew of the
 	// session. Checked outside s.mu: the swarm may call the notifiee holding its own locks.
 	if s.h.Network().Connectedness(p) != network.Connected {
@@ -206,15 +247,18 @@ func (s *Server) startSession(p peer.ID) {
 func (s *Server) endSession(p peer.ID) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if cancel, ok := s.sessions[p]; ok {
-		cancel()
+	if as, ok := s.sessions[p]; ok {
+		as.cancel() // its goroutine closes as.first on the way out
 		delete(s.sessions, p)
 	}
 }
 
-func (s *Server) reverifyLoop(ctx context.Context, p peer.ID) {
+// reverifyLoop challenges p right after the attach, so this node can prove the session to other
+// nodes at once (Presence), then every ReverifyInterval, keeping the latest proof in as.
+func (s *Server) reverifyLoop(ctx context.Context, p peer.ID, as *agentSession) {
 	defer s.wg.Done()
-	t := time.NewTimer(s.cfg.ReverifyInterval)
+	defer as.firstDone()
+	t := time.NewTimer(0)
 	defer t.Stop()
 	for {
 		select {
@@ -222,9 +266,15 @@ func (s *Server) reverifyLoop(ctx context.Context, p peer.ID) {
 			return
 		case <-t.C:
 		}
-		err := s.Reverify(ctx, p)
+		pr, err := s.challenge(ctx, p)
 		if ctx.Err() != nil {
 			return // the session ended (disconnect or Close) during the challenge
+		}
+		if err != nil && !errors.Is(err, ErrBadSignature) && s.h.Network().Connectedness(p) != network.Connected {
+			// The agent left before answering (an attach right before a disconnect): its
+			// session is over, and leaving is no failed proof. A bad signature always counts.
+			s.endSession(p)
+			return
 		}
 		if err != nil {
 			s.failed.Add(1)
@@ -234,45 +284,57 @@ func (s *Server) reverifyLoop(ctx context.Context, p peer.ID) {
 			return
 		}
 		s.ok.Add(1)
+		s.mu.Lock()
+		if s.sessions[p] == as {
+			as.proof = &pr
+		}
+		s.mu.Unlock()
+		as.firstDone()
 		t.Reset(s.cfg.ReverifyInterval)
 	}
 }
 
 // Reverify challenges agent p once over its existing connection: the registration must still be
 // active and unexpired, and the proof must verify under the registered key. It does not cut the
-// agent off itself.
+// agent off itself, nor replace the proof the session keeps (Presence).
 func (s *Server) Reverify(ctx context.Context, p peer.ID) error {
+	_, err := s.challenge(ctx, p)
+	return err
+}
+
+// challenge is Reverify, returning the passed challenge as a Presence.
+func (s *Server) challenge(ctx context.Context, p peer.ID) (Presence, error) {
 	now := s.cfg.Now()
 	if _, why := s.lookup(p, now); why != nil {
-		return fmt.Errorf("agentproto: reverify %s: %w", p, why)
+		return Presence{}, fmt.Errorf("agentproto: reverify %s: %w", p, why)
 	}
 	a, _ := s.views.Current().Agent(p)
 	ch := &Challenge{Timestamp: now, Node: s.h.ID()}
 	if _, err := io.ReadFull(s.cfg.Rand, ch.Nonce[:]); err != nil {
-		return fmt.Errorf("agentproto: reverify: nonce: %w: %v", ErrChallengeFailed, err)
+		return Presence{}, fmt.Errorf("agentproto: reverify: nonce: %w: %v", ErrChallengeFailed, err)
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.ChallengeTimeout)
 	defer cancel()
 	st, err := s.h.NewStream(network.WithNoDial(ctx, "reverify"), p, ReverifyProtocol)
 	if err != nil {
-		return fmt.Errorf("agentproto: reverify %s: %w: %v", p, ErrChallengeFailed, err)
+		return Presence{}, fmt.Errorf("agentproto: reverify %s: %w: %v", p, ErrChallengeFailed, err)
 	}
 	defer st.Reset()
 	_ = st.SetDeadline(time.Now().Add(s.cfg.ChallengeTimeout))
 	if err := WriteMessage(st, ch); err != nil {
-		return fmt.Errorf("agentproto: reverify %s: %w: %v", p, ErrChallengeFailed, err)
+		return Presence{}, fmt.Errorf("agentproto: reverify %s: %w: %v", p, ErrChallengeFailed, err)
 	}
 	_ = st.CloseWrite()
 	resp, err := ReadMessage(st)
 	if err != nil {
-		return fmt.Errorf("agentproto: reverify %s: %w: %w", p, ErrChallengeFailed, err)
+		return Presence{}, fmt.Errorf("agentproto: reverify %s: %w: %w", p, ErrChallengeFailed, err)
 	}
 	proof, ok := resp.(*Proof)
 	if !ok {
-		return fmt.Errorf("agentproto: reverify %s: answer of type %d: %w", p, resp.msgType(), ErrChallengeFailed)
+		return Presence{}, fmt.Errorf("agentproto: reverify %s: answer of type %d: %w", p, resp.msgType(), ErrChallengeFailed)
 	}
 	if !a.Key.Verify(ReverifyBytes(ch.Nonce, ch.Node, p, ch.Timestamp), proof.Signature[:]) {
-		return fmt.Errorf("agentproto: reverify %s: %w", p, ErrBadSignature)
+		return Presence{}, fmt.Errorf("agentproto: reverify %s: %w", p, ErrBadSignature)
 	}
-	return nil
+	return Presence{Nonce: ch.Nonce, Timestamp: ch.Timestamp, Signature: proof.Signature}, nil
 }

@@ -37,9 +37,19 @@ func TestAttachOK(t *testing.T) {
 	if srv.Stats().Attached != 1 || srv.Sessions() != 1 {
 		t.Fatalf("stats %+v, sessions %d", srv.Stats(), srv.Sessions())
 	}
-	// The session ends with the connection.
+	// The first challenge comes right after the attach, not after the hour: the node holds the
+	// agent's proof of presence at once.
+	waitFor(t, "the first challenge", 5*time.Second, func() bool { return srv.Stats().ReverifyOK == 1 })
+	pr, ok := srv.Presence(ah.ID())
+	if !ok || CheckPresence(&pr, key.Public(), nh.ID(), ah.ID(), time.Now(), time.Minute) != PresenceOK {
+		t.Fatalf("presence %+v %v", pr, ok)
+	}
+	// The session ends with the connection, and the proof with it.
 	_ = ah.Network().ClosePeer(nh.ID())
 	waitFor(t, "the session to end", 5*time.Second, func() bool { return srv.Sessions() == 0 })
+	if _, ok := srv.Presence(ah.ID()); ok {
+		t.Fatal("the proof outlived the session")
+	}
 }
 
 // TestAttachRefused exercises the server's own checks: the node host has no gater.
@@ -167,7 +177,8 @@ func TestReverify(t *testing.T) {
 }
 
 // TestServeReverifyRefusesRelayedChallenge: an agent signs only challenges naming the node it is
-// talking to.
+// talking to, and not dated more than MaxChallengeAhead ahead (a node could hoard such proofs of
+// presence to claim the agent after it left).
 func TestServeReverifyRefusesRelayedChallenge(t *testing.T) {
 	f := newFixture(t)
 	key := f.register("alpha", time.Hour)
@@ -182,10 +193,14 @@ func TestServeReverifyRefusesRelayedChallenge(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		node peer.ID
+		at   time.Duration // from now
 		ok   bool
 	}{
-		{"names this node", nh.ID(), true},
-		{"names another node", mustKey(t).ID().Peer(), false},
+		{"names this node", nh.ID(), 0, true},
+		{"names another node", mustKey(t).ID().Peer(), 0, false},
+		{"a minute ahead", nh.ID(), time.Minute, true},
+		{"long ago", nh.ID(), -time.Hour, true},
+		{"dated too far ahead", nh.ID(), MaxChallengeAhead + time.Minute, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			st, err := nh.NewStream(ctx, ah.ID(), ReverifyProtocol)
@@ -193,7 +208,7 @@ func TestServeReverifyRefusesRelayedChallenge(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer st.Reset()
-			ch := &Challenge{Timestamp: time.Now(), Node: tc.node}
+			ch := &Challenge{Timestamp: time.Now().Add(tc.at), Node: tc.node}
 			ch.Nonce[0] = 1
 			if err := WriteMessage(st, ch); err != nil {
 				t.Fatal(err)
