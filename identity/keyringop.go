@@ -207,13 +207,7 @@ func (o *KeyringOp) Verify() error {
 	if err := o.validateFields(true); err != nil {
 		return err
 	}
-	if len(o.Signature) != ed25519.SignatureSize {
-		return errf(ErrBadSignature, "keyring op: signature by %s is %d bytes, not %d", o.Signer.ID(), len(o.Signature), ed25519.SignatureSize)
-	}
-	if !o.Signer.Verify(o.SigningBytes(), o.Signature) {
-		return errf(ErrBadSignature, "keyring op: signature by %s does not verify", o.Signer.ID())
-	}
-	return nil
+	return verifyOpSignature("keyring op", o.Signer, o.Signature, o.SigningBytes())
 }
 
 // CheckKeyringOp checks a verified op against the registry at now (the checking node's own
@@ -221,20 +215,10 @@ func (o *KeyringOp) Verify() error {
 // of the registry's Limits (ErrStale, ErrFromFuture) and that the signer is a current operator
 // (ErrUnauthorized). It does not remember the nonce: the caller does (see KeyringOp).
 func (r *Registry) CheckKeyringOp(o *KeyringOp, now time.Time) error {
-	if !r.initialised {
-		return errf(ErrNoGenesis, "keyring op before genesis")
-	}
-	if o.ClusterID != r.cluster {
-		return errf(ErrWrongCluster, "keyring op for cluster %s, this is %s", o.ClusterID, r.cluster)
-	}
-	if o.IssuedAt.Before(now.Add(-r.limits.MaxCommandAge)) {
-		return errf(ErrStale, "keyring op issued at %s, older than %s before %s", o.IssuedAt.UTC().Format(time.RFC3339Nano), r.limits.MaxCommandAge, now.UTC().Format(time.RFC3339Nano))
-	}
-	if o.IssuedAt.After(now.Add(r.limits.MaxClockSkew)) {
-		return errf(ErrFromFuture, "keyring op issued at %s, more than %s after %s", o.IssuedAt.UTC().Format(time.RFC3339Nano), r.limits.MaxClockSkew, now.UTC().Format(time.RFC3339Nano))
-	}
-	if role, st, ok := r.Principal(o.Signer.ID(), now); !ok || role != RoleOperator || st != StatusActive {
-		return errf(ErrUnauthorized, "keyring op signed by %s, not an operator of this cluster", o.Signer.ID())
-	}
-	return nil
+	_, err := r.checkOperatorOp("keyring op", o.ClusterID, o.IssuedAt, o.Signer, now)
+	return err
 }
+
+// ReplayKey is what a receiver remembers to refuse a replay: the nonce, and the issued-at time
+// that bounds how long it must be remembered.
+func (o *KeyringOp) ReplayKey() (nonce [16]byte, issuedAt time.Time) { return o.Nonce, o.IssuedAt }
