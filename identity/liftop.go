@@ -72,16 +72,9 @@ func (o *LiftOp) validateFields(signed bool) error {
 }
 
 // Sign sets Signer to k's public key and signs.
-func (o *LiftOp) Sign(k PrivateKey) error {
-	if k.IsZero() {
-		return invalidf("lift_op.signer", "no key")
-	}
-	o.Signer = k.Public()
-	if err := o.validateFields(true); err != nil {
-		return err
-	}
-	o.Signature = k.Sign(o.SigningBytes())
-	return nil
+func (o *LiftOp) Sign(k PrivateKey) (err error) {
+	o.Signature, err = signOp(k, "lift_op.signer", &o.Signer, o.validateFields, o.SigningBytes)
+	return err
 }
 
 func (o *LiftOp) encodeBody(e *encoder) {
@@ -97,60 +90,36 @@ func (o *LiftOp) encodeBody(e *encoder) {
 // SigningBytes returns "vigil/lift/v1\x00" followed by the canonical encoding without the
 // signature: what the operator signs.
 func (o *LiftOp) SigningBytes() []byte {
-	e := encoder{b: make([]byte, 0, len(liftOpDomain)+MaxLiftOpSize)}
-	e.raw([]byte(liftOpDomain))
-	o.encodeBody(&e)
-	return e.b
+	return opSigningBytes(liftOpDomain, MaxLiftOpSize, o.encodeBody)
 }
 
 // Encode returns the canonical encoding: body, then the 64-byte signature (raw).
-func (o *LiftOp) Encode() []byte {
-	e := encoder{b: make([]byte, 0, MaxLiftOpSize)}
-	o.encodeBody(&e)
-	var sig [ed25519.SignatureSize]byte
-	copy(sig[:], o.Signature)
-	e.raw(sig[:])
-	return e.b
-}
+func (o *LiftOp) Encode() []byte { return opEncode(MaxLiftOpSize, o.encodeBody, o.Signature) }
 
 // DecodeLiftOp decodes strictly: at most MaxLiftOpSize bytes, known version, a name of at most
 // MaxNameLen and a reason of at most MaxReasonLen bytes of UTF-8, valid fields, no trailing
 // bytes. It does not check the signature (see Verify).
 func DecodeLiftOp(b []byte) (*LiftOp, error) {
-	if len(b) > MaxLiftOpSize {
-		return nil, tooLargef("lift op: %d bytes, max %d", len(b), MaxLiftOpSize)
-	}
-	d := decoder{b: b, ctx: "lift op"}
-	if v := d.u8(); d.err == nil && v != liftOpVersion {
-		return nil, errf(ErrMalformed, "lift op: unknown version %d", v)
-	}
 	o := &LiftOp{}
-	copy(o.ClusterID[:], d.take(16))
-	o.Agent = d.str("agent", MaxNameLen)
-	o.Reason = d.str("reason", MaxReasonLen)
-	o.IssuedAt = d.time()
-	copy(o.Nonce[:], d.take(16))
-	o.Signer = d.key()
-	o.Signature = append([]byte(nil), d.take(ed25519.SignatureSize)...)
-	if err := d.finish(); err != nil {
+	sig, err := decodeOp(b, "lift op", MaxLiftOpSize, liftOpVersion, func(d *decoder) {
+		copy(o.ClusterID[:], d.take(16))
+		o.Agent = d.str("agent", MaxNameLen)
+		o.Reason = d.str("reason", MaxReasonLen)
+		o.IssuedAt = d.time()
+		copy(o.Nonce[:], d.take(16))
+		o.Signer = d.key()
+	}, o.validateFields)
+	if err != nil {
 		return nil, err
 	}
-	if err := o.validateFields(true); err != nil {
-		return nil, fmt.Errorf("%w: %w", err, ErrMalformed)
-	}
+	o.Signature = sig
 	return o, nil
 }
 
 // Verify checks the fields and the signature, independently of any registry state: a missing
 // signature is ErrUnsigned, a wrong one ErrBadSignature. Pure; safe from many goroutines.
 func (o *LiftOp) Verify() error {
-	if len(o.Signature) == 0 || o.Signer.IsZero() {
-		return errf(ErrUnsigned, "lift op has no signature")
-	}
-	if err := o.validateFields(true); err != nil {
-		return err
-	}
-	return verifyOpSignature("lift op", o.Signer, o.Signature, o.SigningBytes())
+	return verifyOp("lift op", o.Signer, o.Signature, o.validateFields, o.SigningBytes)
 }
 
 // CheckLiftOp checks a verified lift against the registry at now (the checking node's own

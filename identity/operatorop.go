@@ -2,6 +2,7 @@ package identity
 
 import (
 	"crypto/ed25519"
+	"fmt"
 	"time"
 )
 
@@ -42,4 +43,73 @@ func (r *Registry) checkOperatorOp(what string, cluster ClusterID, issuedAt time
 		return "", errf(ErrUnauthorized, "%s signed by %s, not an operator of this cluster", what, signer.ID())
 	}
 	return r.keys[signer].name, nil
+}
+
+// An operator op's wire form is its body (starting with a version byte and ending with the
+// signer's key), then the raw 64-byte signature; what is signed is the op's domain followed by
+// the body. The helpers below are that envelope; each op supplies its body and field checks.
+
+// signOp validates the op (fields and signer, after *signer is set to k's public key) and
+// signs msg(). field names the op's signer field in errors ("lift_op.signer").
+func signOp(k PrivateKey, field string, signer *PublicKey, validate func(signed bool) error, msg func() []byte) ([]byte, error) {
+	if k.IsZero() {
+		return nil, invalidf(field, "no key")
+	}
+	*signer = k.Public()
+	if err := validate(true); err != nil {
+		return nil, err
+	}
+	return k.Sign(msg()), nil
+}
+
+// opSigningBytes is domain followed by the body.
+func opSigningBytes(domain string, max int, body func(*encoder)) []byte {
+	e := encoder{b: make([]byte, 0, len(domain)+max)}
+	e.raw([]byte(domain))
+	body(&e)
+	return e.b
+}
+
+// opEncode is the body followed by the raw signature (zeros when unsigned).
+func opEncode(max int, body func(*encoder), sig []byte) []byte {
+	e := encoder{b: make([]byte, 0, max)}
+	body(&e)
+	var raw [ed25519.SignatureSize]byte
+	copy(raw[:], sig)
+	e.raw(raw[:])
+	return e.b
+}
+
+// decodeOp decodes b strictly: at most max bytes, the version byte, fields (which reads the
+// body up to and including the signer), the signature, no trailing bytes, then validate(true);
+// every failure is ErrMalformed. It returns the signature.
+func decodeOp(b []byte, what string, max int, version uint8, fields func(*decoder), validate func(signed bool) error) ([]byte, error) {
+	if len(b) > max {
+		return nil, tooLargef("%s: %d bytes, max %d", what, len(b), max)
+	}
+	d := decoder{b: b, ctx: what}
+	if v := d.u8(); d.err == nil && v != version {
+		return nil, errf(ErrMalformed, "%s: unknown version %d", what, v)
+	}
+	fields(&d)
+	sig := append([]byte(nil), d.take(ed25519.SignatureSize)...)
+	if err := d.finish(); err != nil {
+		return nil, err
+	}
+	if err := validate(true); err != nil {
+		return nil, fmt.Errorf("%w: %w", err, ErrMalformed)
+	}
+	return sig, nil
+}
+
+// verifyOp checks an op's fields and signature independently of any registry state: a missing
+// signature is ErrUnsigned, a wrong one ErrBadSignature.
+func verifyOp(what string, signer PublicKey, sig []byte, validate func(signed bool) error, msg func() []byte) error {
+	if len(sig) == 0 || signer.IsZero() {
+		return errf(ErrUnsigned, "%s has no signature", what)
+	}
+	if err := validate(true); err != nil {
+		return err
+	}
+	return verifyOpSignature(what, signer, sig, msg())
 }
