@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"github.com/libp2p/go-libp2p/core/protocol"
 
 	"github.com/vigil-mesh/vigil/gossip"
 	"github.com/vigil-mesh/vigil/identity"
@@ -139,16 +140,23 @@ func (c *e2eCluster) keyReq(kind identity.KeyringOpKind, arg []byte) *adminv1.Ch
 // returns the answer's status and text.
 func sendKeyringFrame(t testing.TB, from, to *Node, frame []byte) (byte, string) {
 	t.Helper()
+	return sendOpFrame(t, KeyringProtocol, from, to, frame)
+}
+
+// sendOpFrame opens proto from node from to node to, sends one request and returns the
+// answer's status and body.
+func sendOpFrame(t testing.TB, proto protocol.ID, from, to *Node, frame []byte) (byte, string) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	from.Host().Peerstore().AddAddrs(to.Host().ID(), to.Host().Addrs(), time.Minute)
-	s, err := from.Host().NewStream(ctx, to.Host().ID(), KeyringProtocol)
+	s, err := from.Host().NewStream(ctx, to.Host().ID(), proto)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
 	_, _ = s.Write(frame)
-	reply, _ := io.ReadAll(io.LimitReader(s, 8<<10))
+	reply, _ := io.ReadAll(io.LimitReader(s, 16<<10))
 	if len(reply) < 3 {
 		t.Fatalf("frame % x...: short reply %q", frame[:min(3, len(frame))], reply)
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
-	"io"
 	"strings"
 	"testing"
 	"time"
@@ -34,20 +33,8 @@ func (c *e2eCluster) liftOp(signer identity.PrivateKey, agent, reason string, at
 // the answer's status and body.
 func sendLiftFrame(t testing.TB, from, to *Node, frame []byte) (admin.LiftOutcome, string) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	from.Host().Peerstore().AddAddrs(to.Host().ID(), to.Host().Addrs(), time.Minute)
-	s, err := from.Host().NewStream(ctx, to.Host().ID(), LiftProtocol)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	_, _ = s.Write(frame)
-	reply, _ := io.ReadAll(io.LimitReader(s, 16<<10))
-	if len(reply) < 3 {
-		t.Fatalf("short reply %q", reply)
-	}
-	return admin.LiftOutcome(reply[0]), string(reply[3:])
+	st, text := sendOpFrame(t, LiftProtocol, from, to, frame)
+	return admin.LiftOutcome(st), text
 }
 
 // TestLiftAllNodes: an agent quarantined on all three nodes by their own signals. Forged,
