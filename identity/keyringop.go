@@ -129,16 +129,9 @@ func isFingerprint(b []byte) bool {
 }
 
 // Sign sets Signer to k's public key and signs.
-func (o *KeyringOp) Sign(k PrivateKey) error {
-	if k.IsZero() {
-		return invalidf("keyring_op.signer", "no key")
-	}
-	o.Signer = k.Public()
-	if err := o.validateFields(true); err != nil {
-		return err
-	}
-	o.Signature = k.Sign(o.SigningBytes())
-	return nil
+func (o *KeyringOp) Sign(k PrivateKey) (err error) {
+	o.Signature, err = signOp(k, "keyring_op.signer", &o.Signer, o.validateFields, o.SigningBytes)
+	return err
 }
 
 func (o *KeyringOp) encodeBody(e *encoder) {
@@ -154,66 +147,36 @@ func (o *KeyringOp) encodeBody(e *encoder) {
 // SigningBytes returns "vigil/keyring-op/v1\x00" followed by the canonical encoding without
 // the signature: what the operator signs.
 func (o *KeyringOp) SigningBytes() []byte {
-	e := encoder{b: make([]byte, 0, len(keyringOpDomain)+MaxKeyringOpSize)}
-	e.raw([]byte(keyringOpDomain))
-	o.encodeBody(&e)
-	return e.b
+	return opSigningBytes(keyringOpDomain, MaxKeyringOpSize, o.encodeBody)
 }
 
 // Encode returns the canonical encoding: body, then the 64-byte signature (raw).
-func (o *KeyringOp) Encode() []byte {
-	e := encoder{b: make([]byte, 0, MaxKeyringOpSize)}
-	o.encodeBody(&e)
-	var sig [ed25519.SignatureSize]byte
-	copy(sig[:], o.Signature)
-	e.raw(sig[:])
-	return e.b
-}
+func (o *KeyringOp) Encode() []byte { return opEncode(MaxKeyringOpSize, o.encodeBody, o.Signature) }
 
 // DecodeKeyringOp decodes strictly: at most MaxKeyringOpSize bytes, known version and op, an
 // argument of at most MaxKeyringArg bytes, valid fields, no trailing bytes. It does not check
 // the signature (see Verify).
 func DecodeKeyringOp(b []byte) (*KeyringOp, error) {
-	if len(b) > MaxKeyringOpSize {
-		return nil, tooLargef("keyring op: %d bytes, max %d", len(b), MaxKeyringOpSize)
-	}
-	d := decoder{b: b, ctx: "keyring op"}
-	if v := d.u8(); d.err == nil && v != keyringOpVersion {
-		return nil, errf(ErrMalformed, "keyring op: unknown version %d", v)
-	}
 	o := &KeyringOp{}
-	copy(o.ClusterID[:], d.take(16))
-	o.Op = KeyringOpKind(d.u8())
-	o.Arg = d.bytes("arg", MaxKeyringArg)
-	o.IssuedAt = d.time()
-	copy(o.Nonce[:], d.take(16))
-	o.Signer = d.key()
-	o.Signature = append([]byte(nil), d.take(ed25519.SignatureSize)...)
-	if err := d.finish(); err != nil {
+	sig, err := decodeOp(b, "keyring op", MaxKeyringOpSize, keyringOpVersion, func(d *decoder) {
+		copy(o.ClusterID[:], d.take(16))
+		o.Op = KeyringOpKind(d.u8())
+		o.Arg = d.bytes("arg", MaxKeyringArg)
+		o.IssuedAt = d.time()
+		copy(o.Nonce[:], d.take(16))
+		o.Signer = d.key()
+	}, o.validateFields)
+	if err != nil {
 		return nil, err
 	}
-	if err := o.validateFields(true); err != nil {
-		return nil, fmt.Errorf("%w: %w", err, ErrMalformed)
-	}
+	o.Signature = sig
 	return o, nil
 }
 
 // Verify checks the fields and the signature, independently of any registry state: a missing
 // signature is ErrUnsigned, a wrong one ErrBadSignature. Pure; safe from many goroutines.
 func (o *KeyringOp) Verify() error {
-	if len(o.Signature) == 0 || o.Signer.IsZero() {
-		return errf(ErrUnsigned, "keyring op has no signature")
-	}
-	if err := o.validateFields(true); err != nil {
-		return err
-	}
-	if len(o.Signature) != ed25519.SignatureSize {
-		return errf(ErrBadSignature, "keyring op: signature by %s is %d bytes, not %d", o.Signer.ID(), len(o.Signature), ed25519.SignatureSize)
-	}
-	if !o.Signer.Verify(o.SigningBytes(), o.Signature) {
-		return errf(ErrBadSignature, "keyring op: signature by %s does not verify", o.Signer.ID())
-	}
-	return nil
+	return verifyOp("keyring op", o.Signer, o.Signature, o.validateFields, o.SigningBytes)
 }
 
 // CheckKeyringOp checks a verified op against the registry at now (the checking node's own
@@ -221,20 +184,10 @@ func (o *KeyringOp) Verify() error {
 // of the registry's Limits (ErrStale, ErrFromFuture) and that the signer is a current operator
 // (ErrUnauthorized). It does not remember the nonce: the caller does (see KeyringOp).
 func (r *Registry) CheckKeyringOp(o *KeyringOp, now time.Time) error {
-	if !r.initialised {
-		return errf(ErrNoGenesis, "keyring op before genesis")
-	}
-	if o.ClusterID != r.cluster {
-		return errf(ErrWrongCluster, "keyring op for cluster %s, this is %s", o.ClusterID, r.cluster)
-	}
-	if o.IssuedAt.Before(now.Add(-r.limits.MaxCommandAge)) {
-		return errf(ErrStale, "keyring op issued at %s, older than %s before %s", o.IssuedAt.UTC().Format(time.RFC3339Nano), r.limits.MaxCommandAge, now.UTC().Format(time.RFC3339Nano))
-	}
-	if o.IssuedAt.After(now.Add(r.limits.MaxClockSkew)) {
-		return errf(ErrFromFuture, "keyring op issued at %s, more than %s after %s", o.IssuedAt.UTC().Format(time.RFC3339Nano), r.limits.MaxClockSkew, now.UTC().Format(time.RFC3339Nano))
-	}
-	if role, st, ok := r.Principal(o.Signer.ID(), now); !ok || role != RoleOperator || st != StatusActive {
-		return errf(ErrUnauthorized, "keyring op signed by %s, not an operator of this cluster", o.Signer.ID())
-	}
-	return nil
+	_, err := r.checkOperatorOp("keyring op", o.ClusterID, o.IssuedAt, o.Signer, now)
+	return err
 }
+
+// ReplayKey is what a receiver remembers to refuse a replay: the nonce, and the issued-at time
+// that bounds how long it must be remembered.
+func (o *KeyringOp) ReplayKey() (nonce [16]byte, issuedAt time.Time) { return o.Nonce, o.IssuedAt }

@@ -46,8 +46,9 @@ type gossipLayer struct {
 	// policyQuorum is the policy's response.revoke_quorum when the document names it: a floor
 	// above the registry's quorum (0: none).
 	policyQuorum int
-	// keyringNonces remembers the operator-signed keyring ops seen within the command window.
-	keyringNonces keyringNonceCache
+	// keyringNonces and liftNonces remember the operator-signed keyring ops and lifts seen
+	// within the command window.
+	keyringNonces, liftNonces opNonceCache
 
 	revApplied, revAlready, revRefused, proposals, lifted atomic.Uint64
 	decided                                               [response.Revoke + 1]atomic.Uint64 // decisions that changed a step, by action
@@ -110,7 +111,7 @@ func (n *Node) startGossip(cluster identity.ClusterID, running []runningResponse
 		n.log.Warn("node: gossip.keyring is empty: gossip travels unencrypted (payloads are still signed)")
 	}
 	gc.Logger = n.log.With("component", "gossip")
-	l := &gossipLayer{n: n, done: make(chan struct{})}
+	l := &gossipLayer{n: n, done: make(chan struct{}), keyringNonces: opNonceCache{what: "keyring"}, liftNonces: opNonceCache{what: "lift"}}
 	if l.agg, err = response.New(response.DefaultConfig()); err != nil {
 		return fmt.Errorf("node: response: %w", err)
 	}
@@ -123,6 +124,7 @@ func (n *Node) startGossip(cluster identity.ClusterID, running []runningResponse
 	n.gossip = l
 	n.closers = append(n.closers, l.close)
 	l.serveKeyring()
+	l.serveLift()
 	n.metrics.reg.MustRegister(&gossipCollector{l})
 	if len(cfg.Join) > 0 {
 		l.wg.Add(1)
@@ -180,6 +182,7 @@ func (l *gossipLayer) joinLoop(addrs []string) {
 // for the join loop and running proposals.
 func (l *gossipLayer) close() error {
 	l.n.host.RemoveStreamHandler(KeyringProtocol)
+	l.n.host.RemoveStreamHandler(LiftProtocol)
 	_ = l.mesh.Leave(time.Second)
 	err := l.mesh.Close()
 	close(l.done)

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"github.com/libp2p/go-libp2p/core/protocol"
 
 	"github.com/vigil-mesh/vigil/gossip"
 	"github.com/vigil-mesh/vigil/identity"
@@ -139,16 +140,23 @@ func (c *e2eCluster) keyReq(kind identity.KeyringOpKind, arg []byte) *adminv1.Ch
 // returns the answer's status and text.
 func sendKeyringFrame(t testing.TB, from, to *Node, frame []byte) (byte, string) {
 	t.Helper()
+	return sendOpFrame(t, KeyringProtocol, from, to, frame)
+}
+
+// sendOpFrame opens proto from node from to node to, sends one request and returns the
+// answer's status and body.
+func sendOpFrame(t testing.TB, proto protocol.ID, from, to *Node, frame []byte) (byte, string) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	from.Host().Peerstore().AddAddrs(to.Host().ID(), to.Host().Addrs(), time.Minute)
-	s, err := from.Host().NewStream(ctx, to.Host().ID(), KeyringProtocol)
+	s, err := from.Host().NewStream(ctx, to.Host().ID(), proto)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
 	_, _ = s.Write(frame)
-	reply, _ := io.ReadAll(io.LimitReader(s, 8<<10))
+	reply, _ := io.ReadAll(io.LimitReader(s, 16<<10))
 	if len(reply) < 3 {
 		t.Fatalf("frame % x...: short reply %q", frame[:min(3, len(frame))], reply)
 	}
@@ -313,7 +321,7 @@ func TestGossipKeyRefused(t *testing.T) {
 	ah := newAgentHost(t, agentKey)
 	ah.Peerstore().AddAddrs(c.nodes[0].Host().ID(), c.nodes[0].Host().Addrs(), time.Minute)
 	if s, err := ah.NewStream(ctx, c.nodes[0].Host().ID(), KeyringProtocol); err == nil {
-		_, _ = s.Write(keyringFrame(keyringFrameChange, c.keyReq(identity.KeyringInstall, newKey).SignedOp))
+		_, _ = s.Write(opFrame(keyringFrameChange, c.keyReq(identity.KeyringInstall, newKey).SignedOp))
 		if n, err := s.Read(make([]byte, 16)); err == nil || n > 0 {
 			t.Errorf("an agent's keyring stream was answered (%d bytes, %v)", n, err)
 		}
@@ -324,9 +332,9 @@ func TestGossipKeyRefused(t *testing.T) {
 		frame []byte
 		want  string
 	}{
-		{keyringFrame(keyringFrameChange, make([]byte, 300)), fmt.Sprintf("max %d", identity.MaxKeyringOpSize)},
-		{keyringFrame(keyringFrameList, []byte{1}), "list takes no body"},
-		{keyringFrame(9, nil), "unknown request kind"},
+		{opFrame(keyringFrameChange, make([]byte, 300)), fmt.Sprintf("max %d", identity.MaxKeyringOpSize)},
+		{opFrame(keyringFrameList, []byte{1}), "list takes no body"},
+		{opFrame(9, nil), "unknown request kind"},
 	} {
 		if st, text := sendKeyringFrame(t, c.nodes[1], c.nodes[0], tc.frame); st != 1 || !strings.Contains(text, tc.want) {
 			t.Errorf("frame % x...: reply %d %q, want %q", tc.frame[:3], st, text, tc.want)
@@ -378,7 +386,7 @@ func TestGossipKeyForged(t *testing.T) {
 		{"from the future", c.signedOp(c.op, identity.KeyringInstall, newKey, time.Now().Add(5*time.Minute)).Encode(), "from the future"},
 		{"garbage", []byte{1, 2, 3}, "malformed"},
 	} {
-		if st, text := sendKeyringFrame(t, c.nodes[1], c.nodes[0], keyringFrame(keyringFrameChange, tc.body)); st != 1 || !strings.Contains(text, tc.want) {
+		if st, text := sendKeyringFrame(t, c.nodes[1], c.nodes[0], opFrame(keyringFrameChange, tc.body)); st != 1 || !strings.Contains(text, tc.want) {
 			t.Errorf("%s: reply %d %q, want a refusal saying %q", tc.name, st, text, tc.want)
 		}
 	}
@@ -418,7 +426,7 @@ func TestGossipKeyForged(t *testing.T) {
 	}
 	// Replays of the same signed bytes are refused: by a node over the protocol, and through
 	// the admin API of any node.
-	if st, text := sendKeyringFrame(t, c.nodes[1], c.nodes[2], keyringFrame(keyringFrameChange, signed.SignedOp)); st != 1 || !strings.Contains(text, "replayed nonce") {
+	if st, text := sendKeyringFrame(t, c.nodes[1], c.nodes[2], opFrame(keyringFrameChange, signed.SignedOp)); st != 1 || !strings.Contains(text, "replayed nonce") {
 		t.Errorf("replay over the protocol: reply %d %q", st, text)
 	}
 	for i := range c.nodes {
@@ -431,7 +439,7 @@ func TestGossipKeyForged(t *testing.T) {
 	use := c.keyReq(identity.KeyringUse, []byte(newFP))
 	changeKey(t, ac, use)
 	changeKey(t, ac, c.keyReq(identity.KeyringUse, []byte(fp)))
-	if st, text := sendKeyringFrame(t, c.nodes[1], c.nodes[0], keyringFrame(keyringFrameChange, use.SignedOp)); st != 1 || !strings.Contains(text, "replayed nonce") {
+	if st, text := sendKeyringFrame(t, c.nodes[1], c.nodes[0], opFrame(keyringFrameChange, use.SignedOp)); st != 1 || !strings.Contains(text, "replayed nonce") {
 		t.Errorf("replayed use: reply %d %q", st, text)
 	}
 	for i, n := range c.nodes {

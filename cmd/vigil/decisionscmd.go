@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/rand"
 	"fmt"
 	"io"
 	"slices"
@@ -15,6 +16,7 @@ import (
 	"github.com/vigil-mesh/vigil/identity"
 	"github.com/vigil-mesh/vigil/identity/policy"
 	"github.com/vigil-mesh/vigil/node/admin/adminv1"
+	"github.com/vigil-mesh/vigil/node/admin/client"
 	"github.com/vigil-mesh/vigil/node/alerts"
 )
 
@@ -27,7 +29,8 @@ func newDecisionsCmd() *cobra.Command {
 		Long: `decisions reads the response decisions the node at --node/--socket took from the anomaly signals of
 the mesh (alert, throttle, quarantine, revoke) and the lifts operators made, stored under the node's
 data directory (the newest 10,000, surviving a restart). Every node decides on its own: a lift
-applies to the node it is sent to. See docs/gossip.md.`,
+applies to the node it is sent to, or with --all-nodes, signed by an operator, to every node.
+See docs/gossip.md.`,
 		Args: adminArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return usagef("decisions: name a subcommand (list, lift)")
@@ -98,29 +101,42 @@ func isStoreID(s string) bool {
 func newDecisionsLiftCmd() *cobra.Command {
 	f := &adminFlags{}
 	var reason string
+	var allNodes bool
 	cmd := &cobra.Command{
-		Use:   "lift AGENT|DECISION-ID --reason TEXT",
-		Short: "End an agent's throttle or quarantine on one node and forget the signals counted so far",
+		Use:   "lift AGENT|DECISION-ID --reason TEXT [--all-nodes]",
+		Short: "End an agent's throttle or quarantine on one node, or on every node, and forget the signals counted so far",
 		Long: `lift ends the throttle or quarantine of an agent on the node at --node/--socket at once: the agent
 may reconnect, and the signals counted so far are forgotten, so only a fresh quorum of fresh
 signals escalates again. Name the agent, or one of its decisions by ID (16 hex digits, from
 vigil decisions list). The lift is recorded as a decision with who (your key's peer ID, or
 "local" on the Unix socket), when and --reason.
 
-A lift is per node: each node decides from the signals it hears, so lift on every node that
-quarantined the agent (vigil decisions list --action quarantine on each, then lift with that
-node's --node/--node-id). A revocation is never lifted: it is reversed in the registry by M-of-N
-vigil agent reinstate.`,
+Each node decides from the signals it hears, so without --all-nodes a lift applies to that node
+only. With --all-nodes the lift is signed with your operator key (--key) and the node forwards
+it to every other admitted node; each verifies your signature itself, lifts and records the lift
+as your operator name. A table shows each node's result: lifted, nothing_to_lift (none ran
+there), refused or unreachable; the command fails (exit 1) if any node refused or was
+unreachable. --all-nodes names the agent, never a decision ID (those are per node).
+
+A revocation is never lifted: it is reversed in the registry by M-of-N vigil agent reinstate.`,
 		Example: `  vigil decisions lift planner-1 --reason "load test, not an attack"
+  vigil decisions lift planner-1 --reason "load test, not an attack" --all-nodes --key alice.key
   vigil decisions lift 000000000000002a --reason "false positive" --node 10.0.0.6:7401 --node-id 12D3KooW…`,
 		Args: adminArgs(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			req := &adminv1.LiftDecisionRequest{Reason: reason}
-			if isStoreID(args[0]) {
+			switch {
+			case allNodes:
+				if err := identity.ValidateName(args[0]); err != nil {
+					return usagef("lift %q --all-nodes: not an agent name: %v", args[0], err)
+				}
+				req.Agent = args[0]
+			case isStoreID(args[0]):
 				req.DecisionId = args[0]
-			} else if err := identity.ValidateName(args[0]); err != nil {
-				return usagef("lift %q: neither an agent name nor a decision ID (16 hex digits): %v", args[0], err)
-			} else {
+			default:
+				if err := identity.ValidateName(args[0]); err != nil {
+					return usagef("lift %q: neither an agent name nor a decision ID (16 hex digits): %v", args[0], err)
+				}
 				req.Agent = args[0]
 			}
 			if p := alerts.ReasonProblem(reason); p != "" {
@@ -130,11 +146,19 @@ vigil agent reinstate.`,
 			if err != nil {
 				return err
 			}
+			if allNodes {
+				if err := signLift(cmd, f, c, req); err != nil {
+					return err
+				}
+			}
 			ctx, cancel := adminCtx(cmd)
 			defer cancel()
 			resp, err := c.LiftDecision(ctx, connect.NewRequest(req))
 			if err != nil {
 				return adminCall("decisions lift", err)
+			}
+			if allNodes {
+				return printLiftAll(cmd.OutOrStdout(), f.output, req.Agent, resp.Msg)
 			}
 			if f.output == "json" {
 				return printJSON(cmd.OutOrStdout(), resp.Msg)
@@ -147,7 +171,67 @@ vigil agent reinstate.`,
 	}
 	f.register(cmd, plainFlags)
 	cmd.Flags().StringVar(&reason, "reason", "", "why the lift is safe (required; recorded with the lift)")
+	cmd.Flags().BoolVar(&allNodes, "all-nodes", false, "lift on every admitted node, signed with the operator key (--key)")
 	return cmd
+}
+
+// signLift adds to req (agent and reason set) the same lift signed with the operator key for
+// the node's cluster: every node verifies it.
+func signLift(cmd *cobra.Command, f *adminFlags, c client.Client, req *adminv1.LiftDecisionRequest) error {
+	const what = "decisions lift --all-nodes"
+	key, err := f.operatorKey()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := adminCtx(cmd)
+	defer cancel()
+	cid, err := fetchClusterID(ctx, c, what)
+	if err != nil {
+		return err
+	}
+	op, err := identity.NewLiftOp(cid, req.Agent, req.Reason, time.Now(), rand.Reader)
+	if err != nil {
+		return usageError{fmt.Errorf("%s: %w", what, err)}
+	}
+	if err := op.Sign(key); err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	req.SignedOp = op.Encode()
+	return nil
+}
+
+// printLiftAll prints each node's result of an all-nodes lift, and fails (exit 1) when a node
+// refused or was unreachable.
+func printLiftAll(w io.Writer, output, agent string, m *adminv1.LiftDecisionResponse) error {
+	if output == "json" {
+		if err := printJSON(w, m); err != nil {
+			return err
+		}
+	} else {
+		fmt.Fprintf(w, "lift %s: %d of %d nodes answered without a failure\n", agent, len(m.Nodes)-int(m.Failed), len(m.Nodes))
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "NODE\tID\tRESULT\tDETAIL")
+		for _, n := range m.Nodes {
+			detail := n.Error
+			if d := n.Decision; d != nil {
+				detail = fmt.Sprintf("lifted %s %s (lift %s by %s)", d.Lifted, orDash(d.LiftedId), d.Id, d.By)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", orDash(n.NodeName), n.NodeId, n.Result, detail)
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
+	var bad []string
+	for _, n := range m.Nodes {
+		if n.Result == "refused" || n.Result == "unreachable" {
+			bad = append(bad, orDash(n.NodeName)+" ("+n.Result+")")
+		}
+	}
+	if len(bad) > 0 {
+		return fmt.Errorf("decisions lift --all-nodes: %d of %d nodes failed: %s", len(bad), len(m.Nodes), strings.Join(bad, ", "))
+	}
+	return nil
 }
 
 func orDash(s string) string {

@@ -1,11 +1,14 @@
 package main
 
 import (
+	"crypto/rand"
 	"encoding/json"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/vigil-mesh/vigil/identity"
 	"github.com/vigil-mesh/vigil/node/admin/admintest"
 	"github.com/vigil-mesh/vigil/node/alerts"
 )
@@ -104,5 +107,57 @@ func TestDecisionsCmd(t *testing.T) {
 	out, code = runAdmin(t, append([]string{"decisions", "list", "--action", "lift"}, flags...)...)
 	if code != exitOK || !strings.Contains(out, `lifted quarantine `+q.ID+` by local: "load test"`) || !strings.Contains(out, `lifted throttle `+th.ID) {
 		t.Fatalf("list --action lift: %d %s", code, out)
+	}
+}
+
+// TestDecisionsLiftAllNodes: --all-nodes against a real daemon signs the lift with the operator
+// key and prints each node's result: nothing to lift is not a failure (exit 0); an unknown
+// agent is refused there (exit 1, the table says why); without --key it is a usage error, and
+// signed by a key that is not an operator of the cluster the node refuses it (exit 1).
+func TestDecisionsLiftAllNodes(t *testing.T) {
+	sock, opKeyPath, _, _ := gossipNode(t, false)
+	t.Setenv("VIGIL_OPERATOR_KEY", "")
+	flags := []string{"--socket", sock, "--key", opKeyPath}
+	if out, code := runAdmin(t, append([]string{"agent", "register", "planner-1", "--agent-id", newID(t)}, flags...)...); code != exitOK {
+		t.Fatalf("register: %d %s", code, out)
+	}
+
+	out, code := runAdmin(t, append([]string{"decisions", "lift", "planner-1", "--reason", "load test", "--all-nodes"}, flags...)...)
+	if code != exitOK || !strings.Contains(out, "1 of 1 nodes answered without a failure") || !strings.Contains(out, "n1") ||
+		!strings.Contains(out, "nothing_to_lift") || !strings.Contains(out, "no throttle or quarantine is running") {
+		t.Fatalf("lift --all-nodes with nothing to lift: %d %s", code, out)
+	}
+	out, code = runAdmin(t, append([]string{"decisions", "lift", "nobody", "--reason", "x", "--all-nodes", "-o", "json"}, flags...)...)
+	var resp struct {
+		Nodes  []struct{ NodeName, Result, Error string }
+		Failed uint32
+	}
+	if code != exitError || json.Unmarshal([]byte(out[:strings.LastIndex(out, "}")+1]), &resp) != nil || resp.Failed != 1 ||
+		len(resp.Nodes) != 1 || resp.Nodes[0].Result != "refused" || !strings.Contains(resp.Nodes[0].Error, `no agent "nobody"`) ||
+		!strings.Contains(out, "1 of 1 nodes failed: n1 (refused)") {
+		t.Fatalf("lift --all-nodes of an unknown agent: %d %s", code, out)
+	}
+
+	if out, code := runAdmin(t, "decisions", "lift", "planner-1", "--reason", "x", "--all-nodes", "--socket", sock); code != exitUsage || !strings.Contains(out, "--key") {
+		t.Fatalf("--all-nodes without --key: %d %s", code, out)
+	}
+	if out, code := runAdmin(t, append([]string{"decisions", "lift", "Planner!", "--reason", "x", "--all-nodes"}, flags...)...); code != exitUsage || !strings.Contains(out, "not an agent name") {
+		t.Fatalf("--all-nodes with a bad name: %d %s", code, out)
+	}
+	stranger, err := identity.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	strangerPath := filepath.Join(t.TempDir(), "mallory.key")
+	if err := identity.WriteKeyFile(strangerPath, identity.RoleOperator, stranger); err != nil {
+		t.Fatal(err)
+	}
+	if out, code := runAdmin(t, "decisions", "lift", "planner-1", "--reason", "x", "--all-nodes", "--socket", sock, "--key", strangerPath); code != exitError ||
+		!strings.Contains(out, "not an operator") || !strings.Contains(out, "code unauthorized") {
+		t.Fatalf("--all-nodes signed by a non-operator: %d %s", code, out)
+	}
+	out, code = runAdmin(t, append([]string{"decisions", "list", "--agent", "planner-1", "--action", "lift"}, flags...)...)
+	if code != exitOK || strings.Contains(out, "planner-1") {
+		t.Fatalf("a lift was recorded though nothing ran: %d %s", code, out)
 	}
 }

@@ -206,7 +206,7 @@ func (v *service) ListDecisions(_ context.Context, req *connect.Request[adminv1.
 }
 
 // LiftDecision checks the request, then has the node lift the agent's throttle or quarantine
-// as the caller. The lift's record (who, when, reason) is the audit trail; it is also logged.
+// as the caller; with signed_op, on every node as the signing operator (liftAll). The lift's record (who, when, reason) is the audit trail; it is also logged.
 func (v *service) LiftDecision(ctx context.Context, req *connect.Request[adminv1.LiftDecisionRequest]) (*connect.Response[adminv1.LiftDecisionResponse], error) {
 	m := req.Msg
 	switch {
@@ -223,6 +223,9 @@ func (v *service) LiftDecision(ctx context.Context, req *connect.Request[adminv1
 	}
 	if p := alerts.ReasonProblem(m.Reason); p != "" {
 		return nil, invalidArg(identity.ErrInvalid, "reason", "%s", p)
+	}
+	if len(m.SignedOp) > 0 {
+		return v.liftAll(ctx, m)
 	}
 	if v.s.cfg.Decisions == nil {
 		return nil, connect.NewError(connect.CodeUnimplemented, errNoDecisions)

@@ -22,6 +22,11 @@ type GossipBackend interface {
 	// KeyringChange applies ch on this node (persisting the keyring file), then on every other
 	// admitted node. An error means this node refused or failed it, and nothing was fanned out.
 	KeyringChange(ctx context.Context, ch KeyringChange) ([]KeyringResult, error)
+	// LiftAll verifies the operator-signed identity.LiftOp signed, lifts the agent's throttle
+	// or quarantine on this node (as the signing operator), then sends the same bytes to every
+	// other admitted node, which verifies and lifts itself. It returns one result per node, this
+	// node first. An error means this node refused the op, and nothing was fanned out.
+	LiftAll(ctx context.Context, signed []byte) ([]LiftResult, error)
 }
 
 // Keyring operations (KeyringChange.Op).

@@ -77,6 +77,10 @@ func (b *keyringBackend) KeyringChange(_ context.Context, ch admin.KeyringChange
 	return []admin.KeyringResult{{Node: b.id, Fingerprints: b.fps()}}, nil
 }
 
+func (b *keyringBackend) LiftAll(context.Context, []byte) ([]admin.LiftResult, error) {
+	return nil, errors.New("not exercised here")
+}
+
 // signedKeyringOp is a keyring op for e's cluster signed by its first operator, encoded.
 func signedKeyringOp(t testing.TB, e *env, kind identity.KeyringOpKind, arg []byte) []byte {
 	t.Helper()

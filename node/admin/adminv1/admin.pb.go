@@ -2738,9 +2738,15 @@ func (x *ChangeGossipKeyResponse) GetFailed() uint32 {
 type LiftDecisionRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Exactly one: the agent's name, or the ID of one of its decisions on this node.
-	Agent         string `protobuf:"bytes,1,opt,name=agent,proto3" json:"agent,omitempty"`
-	DecisionId    string `protobuf:"bytes,2,opt,name=decision_id,json=decisionId,proto3" json:"decision_id,omitempty"`
-	Reason        string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"` // required; at most 1024 bytes, no control characters
+	Agent      string `protobuf:"bytes,1,opt,name=agent,proto3" json:"agent,omitempty"`
+	DecisionId string `protobuf:"bytes,2,opt,name=decision_id,json=decisionId,proto3" json:"decision_id,omitempty"`
+	Reason     string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"` // required; at most 1024 bytes, no control characters
+	// Optional: lift on every admitted node. The same lift (agent, reason) encoded and signed by
+	// an operator on the client (identity.LiftOp.Encode); agent and reason must match it and
+	// decision_id must be empty. The answering node verifies it (signer an operator in its
+	// registry, cluster, issued-at window, nonce), lifts, and forwards the same bytes to every
+	// other admitted node, which verifies it itself. The answer lists every node in nodes.
+	SignedOp      []byte `protobuf:"bytes,4,opt,name=signed_op,json=signedOp,proto3" json:"signed_op,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2796,10 +2802,19 @@ func (x *LiftDecisionRequest) GetReason() string {
 	return ""
 }
 
+func (x *LiftDecisionRequest) GetSignedOp() []byte {
+	if x != nil {
+		return x.SignedOp
+	}
+	return nil
+}
+
 type LiftDecisionResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	Decision      *Decision              `protobuf:"bytes,1,opt,name=decision,proto3" json:"decision,omitempty"` // the lift, as stored (action "lift")
-	Node          string                 `protobuf:"bytes,2,opt,name=node,proto3" json:"node,omitempty"`         // the peer ID of the node that lifted
+	Decision      *Decision              `protobuf:"bytes,1,opt,name=decision,proto3" json:"decision,omitempty"` // the lift, as stored (action "lift"); unset for signed_op
+	Node          string                 `protobuf:"bytes,2,opt,name=node,proto3" json:"node,omitempty"`         // the peer ID of the node that lifted (or answered, for signed_op)
+	Nodes         []*LiftNodeResult      `protobuf:"bytes,3,rep,name=nodes,proto3" json:"nodes,omitempty"`       // signed_op: every admitted node, the answering one first
+	Failed        uint32                 `protobuf:"varint,4,opt,name=failed,proto3" json:"failed,omitempty"`    // signed_op: nodes that refused or were unreachable
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2846,6 +2861,99 @@ func (x *LiftDecisionResponse) GetNode() string {
 		return x.Node
 	}
 	return ""
+}
+
+func (x *LiftDecisionResponse) GetNodes() []*LiftNodeResult {
+	if x != nil {
+		return x.Nodes
+	}
+	return nil
+}
+
+func (x *LiftDecisionResponse) GetFailed() uint32 {
+	if x != nil {
+		return x.Failed
+	}
+	return 0
+}
+
+// LiftNodeResult is one node's answer to an all-nodes lift.
+type LiftNodeResult struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	NodeId   string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	NodeName string                 `protobuf:"bytes,2,opt,name=node_name,json=nodeName,proto3" json:"node_name,omitempty"`
+	// "lifted", "nothing_to_lift" (no throttle or quarantine ran there: not a failure),
+	// "refused" (error says why) or "unreachable" (error says why).
+	Result        string    `protobuf:"bytes,3,opt,name=result,proto3" json:"result,omitempty"`
+	Error         string    `protobuf:"bytes,4,opt,name=error,proto3" json:"error,omitempty"`
+	Decision      *Decision `protobuf:"bytes,5,opt,name=decision,proto3" json:"decision,omitempty"` // lifted: the lift as stored on that node (its id, lifted, lifted_id)
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LiftNodeResult) Reset() {
+	*x = LiftNodeResult{}
+	mi := &file_vigil_admin_v1_admin_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LiftNodeResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LiftNodeResult) ProtoMessage() {}
+
+func (x *LiftNodeResult) ProtoReflect() protoreflect.Message {
+	mi := &file_vigil_admin_v1_admin_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LiftNodeResult.ProtoReflect.Descriptor instead.
+func (*LiftNodeResult) Descriptor() ([]byte, []int) {
+	return file_vigil_admin_v1_admin_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *LiftNodeResult) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *LiftNodeResult) GetNodeName() string {
+	if x != nil {
+		return x.NodeName
+	}
+	return ""
+}
+
+func (x *LiftNodeResult) GetResult() string {
+	if x != nil {
+		return x.Result
+	}
+	return ""
+}
+
+func (x *LiftNodeResult) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *LiftNodeResult) GetDecision() *Decision {
+	if x != nil {
+		return x.Decision
+	}
+	return nil
 }
 
 var File_vigil_admin_v1_admin_proto protoreflect.FileDescriptor
@@ -3082,15 +3190,24 @@ const file_vigil_admin_v1_admin_proto_rawDesc = "" +
 	"\tsigned_op\x18\x04 \x01(\fR\bsignedOp\"i\n" +
 	"\x17ChangeGossipKeyResponse\x126\n" +
 	"\x05nodes\x18\x01 \x03(\v2 .vigil.admin.v1.GossipNodeResultR\x05nodes\x12\x16\n" +
-	"\x06failed\x18\x02 \x01(\rR\x06failed\"d\n" +
+	"\x06failed\x18\x02 \x01(\rR\x06failed\"\x81\x01\n" +
 	"\x13LiftDecisionRequest\x12\x14\n" +
 	"\x05agent\x18\x01 \x01(\tR\x05agent\x12\x1f\n" +
 	"\vdecision_id\x18\x02 \x01(\tR\n" +
 	"decisionId\x12\x16\n" +
-	"\x06reason\x18\x03 \x01(\tR\x06reason\"`\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\x12\x1b\n" +
+	"\tsigned_op\x18\x04 \x01(\fR\bsignedOp\"\xae\x01\n" +
 	"\x14LiftDecisionResponse\x124\n" +
 	"\bdecision\x18\x01 \x01(\v2\x18.vigil.admin.v1.DecisionR\bdecision\x12\x12\n" +
-	"\x04node\x18\x02 \x01(\tR\x04node2\xab\x13\n" +
+	"\x04node\x18\x02 \x01(\tR\x04node\x124\n" +
+	"\x05nodes\x18\x03 \x03(\v2\x1e.vigil.admin.v1.LiftNodeResultR\x05nodes\x12\x16\n" +
+	"\x06failed\x18\x04 \x01(\rR\x06failed\"\xaa\x01\n" +
+	"\x0eLiftNodeResult\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x1b\n" +
+	"\tnode_name\x18\x02 \x01(\tR\bnodeName\x12\x16\n" +
+	"\x06result\x18\x03 \x01(\tR\x06result\x12\x14\n" +
+	"\x05error\x18\x04 \x01(\tR\x05error\x124\n" +
+	"\bdecision\x18\x05 \x01(\v2\x18.vigil.admin.v1.DecisionR\bdecision2\xab\x13\n" +
 	"\fAdminService\x12G\n" +
 	"\x06Status\x12\x1d.vigil.admin.v1.StatusRequest\x1a\x1e.vigil.admin.v1.StatusResponse\x12V\n" +
 	"\vListMembers\x12\".vigil.admin.v1.ListMembersRequest\x1a#.vigil.admin.v1.ListMembersResponse\x12S\n" +
@@ -3140,7 +3257,7 @@ func file_vigil_admin_v1_admin_proto_rawDescGZIP() []byte {
 	return file_vigil_admin_v1_admin_proto_rawDescData
 }
 
-var file_vigil_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 42)
+var file_vigil_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 43)
 var file_vigil_admin_v1_admin_proto_goTypes = []any{
 	(*StatusRequest)(nil),           // 0: vigil.admin.v1.StatusRequest
 	(*StatusResponse)(nil),          // 1: vigil.admin.v1.StatusResponse
@@ -3183,103 +3300,106 @@ var file_vigil_admin_v1_admin_proto_goTypes = []any{
 	(*ChangeGossipKeyResponse)(nil), // 38: vigil.admin.v1.ChangeGossipKeyResponse
 	(*LiftDecisionRequest)(nil),     // 39: vigil.admin.v1.LiftDecisionRequest
 	(*LiftDecisionResponse)(nil),    // 40: vigil.admin.v1.LiftDecisionResponse
-	nil,                             // 41: vigil.admin.v1.Agent.LabelsEntry
-	(*timestamppb.Timestamp)(nil),   // 42: google.protobuf.Timestamp
+	(*LiftNodeResult)(nil),          // 41: vigil.admin.v1.LiftNodeResult
+	nil,                             // 42: vigil.admin.v1.Agent.LabelsEntry
+	(*timestamppb.Timestamp)(nil),   // 43: google.protobuf.Timestamp
 }
 var file_vigil_admin_v1_admin_proto_depIdxs = []int32{
 	3,  // 0: vigil.admin.v1.ListMembersResponse.members:type_name -> vigil.admin.v1.Member
-	41, // 1: vigil.admin.v1.Agent.labels:type_name -> vigil.admin.v1.Agent.LabelsEntry
-	42, // 2: vigil.admin.v1.Agent.expires_at:type_name -> google.protobuf.Timestamp
-	42, // 3: vigil.admin.v1.Agent.registered_at:type_name -> google.protobuf.Timestamp
+	42, // 1: vigil.admin.v1.Agent.labels:type_name -> vigil.admin.v1.Agent.LabelsEntry
+	43, // 2: vigil.admin.v1.Agent.expires_at:type_name -> google.protobuf.Timestamp
+	43, // 3: vigil.admin.v1.Agent.registered_at:type_name -> google.protobuf.Timestamp
 	6,  // 4: vigil.admin.v1.ListAgentsResponse.agents:type_name -> vigil.admin.v1.Agent
 	6,  // 5: vigil.admin.v1.GetAgentResponse.agent:type_name -> vigil.admin.v1.Agent
 	11, // 6: vigil.admin.v1.ListOperatorsResponse.operators:type_name -> vigil.admin.v1.Operator
-	42, // 7: vigil.admin.v1.AuditRequest.from:type_name -> google.protobuf.Timestamp
-	42, // 8: vigil.admin.v1.AuditRequest.to:type_name -> google.protobuf.Timestamp
-	42, // 9: vigil.admin.v1.AuditEntry.time:type_name -> google.protobuf.Timestamp
+	43, // 7: vigil.admin.v1.AuditRequest.from:type_name -> google.protobuf.Timestamp
+	43, // 8: vigil.admin.v1.AuditRequest.to:type_name -> google.protobuf.Timestamp
+	43, // 9: vigil.admin.v1.AuditEntry.time:type_name -> google.protobuf.Timestamp
 	14, // 10: vigil.admin.v1.AuditResponse.entries:type_name -> vigil.admin.v1.AuditEntry
-	42, // 11: vigil.admin.v1.AgentActivityRequest.since:type_name -> google.protobuf.Timestamp
-	42, // 12: vigil.admin.v1.ActivityRecord.time:type_name -> google.protobuf.Timestamp
+	43, // 11: vigil.admin.v1.AgentActivityRequest.since:type_name -> google.protobuf.Timestamp
+	43, // 12: vigil.admin.v1.ActivityRecord.time:type_name -> google.protobuf.Timestamp
 	22, // 13: vigil.admin.v1.AgentActivityResponse.records:type_name -> vigil.admin.v1.ActivityRecord
-	42, // 14: vigil.admin.v1.ListAlertsRequest.since:type_name -> google.protobuf.Timestamp
-	42, // 15: vigil.admin.v1.Alert.time:type_name -> google.protobuf.Timestamp
-	42, // 16: vigil.admin.v1.Alert.acked_at:type_name -> google.protobuf.Timestamp
-	42, // 17: vigil.admin.v1.Alert.resolved_at:type_name -> google.protobuf.Timestamp
+	43, // 14: vigil.admin.v1.ListAlertsRequest.since:type_name -> google.protobuf.Timestamp
+	43, // 15: vigil.admin.v1.Alert.time:type_name -> google.protobuf.Timestamp
+	43, // 16: vigil.admin.v1.Alert.acked_at:type_name -> google.protobuf.Timestamp
+	43, // 17: vigil.admin.v1.Alert.resolved_at:type_name -> google.protobuf.Timestamp
 	25, // 18: vigil.admin.v1.ListAlertsResponse.alerts:type_name -> vigil.admin.v1.Alert
 	25, // 19: vigil.admin.v1.AlertResponse.alert:type_name -> vigil.admin.v1.Alert
-	42, // 20: vigil.admin.v1.ListDecisionsRequest.since:type_name -> google.protobuf.Timestamp
-	42, // 21: vigil.admin.v1.Decision.until:type_name -> google.protobuf.Timestamp
-	42, // 22: vigil.admin.v1.Decision.time:type_name -> google.protobuf.Timestamp
+	43, // 20: vigil.admin.v1.ListDecisionsRequest.since:type_name -> google.protobuf.Timestamp
+	43, // 21: vigil.admin.v1.Decision.until:type_name -> google.protobuf.Timestamp
+	43, // 22: vigil.admin.v1.Decision.time:type_name -> google.protobuf.Timestamp
 	31, // 23: vigil.admin.v1.ListDecisionsResponse.decisions:type_name -> vigil.admin.v1.Decision
 	34, // 24: vigil.admin.v1.GossipKeysResponse.keys:type_name -> vigil.admin.v1.GossipKey
 	35, // 25: vigil.admin.v1.GossipKeysResponse.nodes:type_name -> vigil.admin.v1.GossipNodeResult
 	35, // 26: vigil.admin.v1.ChangeGossipKeyResponse.nodes:type_name -> vigil.admin.v1.GossipNodeResult
 	31, // 27: vigil.admin.v1.LiftDecisionResponse.decision:type_name -> vigil.admin.v1.Decision
-	0,  // 28: vigil.admin.v1.AdminService.Status:input_type -> vigil.admin.v1.StatusRequest
-	2,  // 29: vigil.admin.v1.AdminService.ListMembers:input_type -> vigil.admin.v1.ListMembersRequest
-	5,  // 30: vigil.admin.v1.AdminService.ListAgents:input_type -> vigil.admin.v1.ListAgentsRequest
-	8,  // 31: vigil.admin.v1.AdminService.GetAgent:input_type -> vigil.admin.v1.GetAgentRequest
-	10, // 32: vigil.admin.v1.AdminService.ListOperators:input_type -> vigil.admin.v1.ListOperatorsRequest
-	13, // 33: vigil.admin.v1.AdminService.Audit:input_type -> vigil.admin.v1.AuditRequest
-	16, // 34: vigil.admin.v1.AdminService.GetPolicy:input_type -> vigil.admin.v1.GetPolicyRequest
-	18, // 35: vigil.admin.v1.AdminService.RegisterAgent:input_type -> vigil.admin.v1.SignedCommand
-	18, // 36: vigil.admin.v1.AdminService.RevokeAgent:input_type -> vigil.admin.v1.SignedCommand
-	18, // 37: vigil.admin.v1.AdminService.QuarantineAgent:input_type -> vigil.admin.v1.SignedCommand
-	18, // 38: vigil.admin.v1.AdminService.ReleaseAgent:input_type -> vigil.admin.v1.SignedCommand
-	18, // 39: vigil.admin.v1.AdminService.RenewAgent:input_type -> vigil.admin.v1.SignedCommand
-	18, // 40: vigil.admin.v1.AdminService.RotateAgentKey:input_type -> vigil.admin.v1.SignedCommand
-	18, // 41: vigil.admin.v1.AdminService.ReinstateAgent:input_type -> vigil.admin.v1.SignedCommand
-	18, // 42: vigil.admin.v1.AdminService.AddOperator:input_type -> vigil.admin.v1.SignedCommand
-	18, // 43: vigil.admin.v1.AdminService.RemoveOperator:input_type -> vigil.admin.v1.SignedCommand
-	18, // 44: vigil.admin.v1.AdminService.SetThreshold:input_type -> vigil.admin.v1.SignedCommand
-	18, // 45: vigil.admin.v1.AdminService.AdmitNode:input_type -> vigil.admin.v1.SignedCommand
-	18, // 46: vigil.admin.v1.AdminService.RemoveNode:input_type -> vigil.admin.v1.SignedCommand
-	18, // 47: vigil.admin.v1.AdminService.ApplyPolicy:input_type -> vigil.admin.v1.SignedCommand
-	18, // 48: vigil.admin.v1.AdminService.SetAutomatedResponse:input_type -> vigil.admin.v1.SignedCommand
-	18, // 49: vigil.admin.v1.AdminService.SetRevokeQuorum:input_type -> vigil.admin.v1.SignedCommand
-	21, // 50: vigil.admin.v1.AdminService.AgentActivity:input_type -> vigil.admin.v1.AgentActivityRequest
-	24, // 51: vigil.admin.v1.AdminService.ListAlerts:input_type -> vigil.admin.v1.ListAlertsRequest
-	27, // 52: vigil.admin.v1.AdminService.AckAlert:input_type -> vigil.admin.v1.AckAlertRequest
-	28, // 53: vigil.admin.v1.AdminService.ResolveAlert:input_type -> vigil.admin.v1.ResolveAlertRequest
-	30, // 54: vigil.admin.v1.AdminService.ListDecisions:input_type -> vigil.admin.v1.ListDecisionsRequest
-	33, // 55: vigil.admin.v1.AdminService.GossipKeys:input_type -> vigil.admin.v1.GossipKeysRequest
-	37, // 56: vigil.admin.v1.AdminService.ChangeGossipKey:input_type -> vigil.admin.v1.ChangeGossipKeyRequest
-	39, // 57: vigil.admin.v1.AdminService.LiftDecision:input_type -> vigil.admin.v1.LiftDecisionRequest
-	1,  // 58: vigil.admin.v1.AdminService.Status:output_type -> vigil.admin.v1.StatusResponse
-	4,  // 59: vigil.admin.v1.AdminService.ListMembers:output_type -> vigil.admin.v1.ListMembersResponse
-	7,  // 60: vigil.admin.v1.AdminService.ListAgents:output_type -> vigil.admin.v1.ListAgentsResponse
-	9,  // 61: vigil.admin.v1.AdminService.GetAgent:output_type -> vigil.admin.v1.GetAgentResponse
-	12, // 62: vigil.admin.v1.AdminService.ListOperators:output_type -> vigil.admin.v1.ListOperatorsResponse
-	15, // 63: vigil.admin.v1.AdminService.Audit:output_type -> vigil.admin.v1.AuditResponse
-	17, // 64: vigil.admin.v1.AdminService.GetPolicy:output_type -> vigil.admin.v1.GetPolicyResponse
-	19, // 65: vigil.admin.v1.AdminService.RegisterAgent:output_type -> vigil.admin.v1.WriteResponse
-	19, // 66: vigil.admin.v1.AdminService.RevokeAgent:output_type -> vigil.admin.v1.WriteResponse
-	19, // 67: vigil.admin.v1.AdminService.QuarantineAgent:output_type -> vigil.admin.v1.WriteResponse
-	19, // 68: vigil.admin.v1.AdminService.ReleaseAgent:output_type -> vigil.admin.v1.WriteResponse
-	19, // 69: vigil.admin.v1.AdminService.RenewAgent:output_type -> vigil.admin.v1.WriteResponse
-	19, // 70: vigil.admin.v1.AdminService.RotateAgentKey:output_type -> vigil.admin.v1.WriteResponse
-	19, // 71: vigil.admin.v1.AdminService.ReinstateAgent:output_type -> vigil.admin.v1.WriteResponse
-	19, // 72: vigil.admin.v1.AdminService.AddOperator:output_type -> vigil.admin.v1.WriteResponse
-	19, // 73: vigil.admin.v1.AdminService.RemoveOperator:output_type -> vigil.admin.v1.WriteResponse
-	19, // 74: vigil.admin.v1.AdminService.SetThreshold:output_type -> vigil.admin.v1.WriteResponse
-	19, // 75: vigil.admin.v1.AdminService.AdmitNode:output_type -> vigil.admin.v1.WriteResponse
-	19, // 76: vigil.admin.v1.AdminService.RemoveNode:output_type -> vigil.admin.v1.WriteResponse
-	19, // 77: vigil.admin.v1.AdminService.ApplyPolicy:output_type -> vigil.admin.v1.WriteResponse
-	19, // 78: vigil.admin.v1.AdminService.SetAutomatedResponse:output_type -> vigil.admin.v1.WriteResponse
-	19, // 79: vigil.admin.v1.AdminService.SetRevokeQuorum:output_type -> vigil.admin.v1.WriteResponse
-	23, // 80: vigil.admin.v1.AdminService.AgentActivity:output_type -> vigil.admin.v1.AgentActivityResponse
-	26, // 81: vigil.admin.v1.AdminService.ListAlerts:output_type -> vigil.admin.v1.ListAlertsResponse
-	29, // 82: vigil.admin.v1.AdminService.AckAlert:output_type -> vigil.admin.v1.AlertResponse
-	29, // 83: vigil.admin.v1.AdminService.ResolveAlert:output_type -> vigil.admin.v1.AlertResponse
-	32, // 84: vigil.admin.v1.AdminService.ListDecisions:output_type -> vigil.admin.v1.ListDecisionsResponse
-	36, // 85: vigil.admin.v1.AdminService.GossipKeys:output_type -> vigil.admin.v1.GossipKeysResponse
-	38, // 86: vigil.admin.v1.AdminService.ChangeGossipKey:output_type -> vigil.admin.v1.ChangeGossipKeyResponse
-	40, // 87: vigil.admin.v1.AdminService.LiftDecision:output_type -> vigil.admin.v1.LiftDecisionResponse
-	58, // [58:88] is the sub-list for method output_type
-	28, // [28:58] is the sub-list for method input_type
-	28, // [28:28] is the sub-list for extension type_name
-	28, // [28:28] is the sub-list for extension extendee
-	0,  // [0:28] is the sub-list for field type_name
+	41, // 28: vigil.admin.v1.LiftDecisionResponse.nodes:type_name -> vigil.admin.v1.LiftNodeResult
+	31, // 29: vigil.admin.v1.LiftNodeResult.decision:type_name -> vigil.admin.v1.Decision
+	0,  // 30: vigil.admin.v1.AdminService.Status:input_type -> vigil.admin.v1.StatusRequest
+	2,  // 31: vigil.admin.v1.AdminService.ListMembers:input_type -> vigil.admin.v1.ListMembersRequest
+	5,  // 32: vigil.admin.v1.AdminService.ListAgents:input_type -> vigil.admin.v1.ListAgentsRequest
+	8,  // 33: vigil.admin.v1.AdminService.GetAgent:input_type -> vigil.admin.v1.GetAgentRequest
+	10, // 34: vigil.admin.v1.AdminService.ListOperators:input_type -> vigil.admin.v1.ListOperatorsRequest
+	13, // 35: vigil.admin.v1.AdminService.Audit:input_type -> vigil.admin.v1.AuditRequest
+	16, // 36: vigil.admin.v1.AdminService.GetPolicy:input_type -> vigil.admin.v1.GetPolicyRequest
+	18, // 37: vigil.admin.v1.AdminService.RegisterAgent:input_type -> vigil.admin.v1.SignedCommand
+	18, // 38: vigil.admin.v1.AdminService.RevokeAgent:input_type -> vigil.admin.v1.SignedCommand
+	18, // 39: vigil.admin.v1.AdminService.QuarantineAgent:input_type -> vigil.admin.v1.SignedCommand
+	18, // 40: vigil.admin.v1.AdminService.ReleaseAgent:input_type -> vigil.admin.v1.SignedCommand
+	18, // 41: vigil.admin.v1.AdminService.RenewAgent:input_type -> vigil.admin.v1.SignedCommand
+	18, // 42: vigil.admin.v1.AdminService.RotateAgentKey:input_type -> vigil.admin.v1.SignedCommand
+	18, // 43: vigil.admin.v1.AdminService.ReinstateAgent:input_type -> vigil.admin.v1.SignedCommand
+	18, // 44: vigil.admin.v1.AdminService.AddOperator:input_type -> vigil.admin.v1.SignedCommand
+	18, // 45: vigil.admin.v1.AdminService.RemoveOperator:input_type -> vigil.admin.v1.SignedCommand
+	18, // 46: vigil.admin.v1.AdminService.SetThreshold:input_type -> vigil.admin.v1.SignedCommand
+	18, // 47: vigil.admin.v1.AdminService.AdmitNode:input_type -> vigil.admin.v1.SignedCommand
+	18, // 48: vigil.admin.v1.AdminService.RemoveNode:input_type -> vigil.admin.v1.SignedCommand
+	18, // 49: vigil.admin.v1.AdminService.ApplyPolicy:input_type -> vigil.admin.v1.SignedCommand
+	18, // 50: vigil.admin.v1.AdminService.SetAutomatedResponse:input_type -> vigil.admin.v1.SignedCommand
+	18, // 51: vigil.admin.v1.AdminService.SetRevokeQuorum:input_type -> vigil.admin.v1.SignedCommand
+	21, // 52: vigil.admin.v1.AdminService.AgentActivity:input_type -> vigil.admin.v1.AgentActivityRequest
+	24, // 53: vigil.admin.v1.AdminService.ListAlerts:input_type -> vigil.admin.v1.ListAlertsRequest
+	27, // 54: vigil.admin.v1.AdminService.AckAlert:input_type -> vigil.admin.v1.AckAlertRequest
+	28, // 55: vigil.admin.v1.AdminService.ResolveAlert:input_type -> vigil.admin.v1.ResolveAlertRequest
+	30, // 56: vigil.admin.v1.AdminService.ListDecisions:input_type -> vigil.admin.v1.ListDecisionsRequest
+	33, // 57: vigil.admin.v1.AdminService.GossipKeys:input_type -> vigil.admin.v1.GossipKeysRequest
+	37, // 58: vigil.admin.v1.AdminService.ChangeGossipKey:input_type -> vigil.admin.v1.ChangeGossipKeyRequest
+	39, // 59: vigil.admin.v1.AdminService.LiftDecision:input_type -> vigil.admin.v1.LiftDecisionRequest
+	1,  // 60: vigil.admin.v1.AdminService.Status:output_type -> vigil.admin.v1.StatusResponse
+	4,  // 61: vigil.admin.v1.AdminService.ListMembers:output_type -> vigil.admin.v1.ListMembersResponse
+	7,  // 62: vigil.admin.v1.AdminService.ListAgents:output_type -> vigil.admin.v1.ListAgentsResponse
+	9,  // 63: vigil.admin.v1.AdminService.GetAgent:output_type -> vigil.admin.v1.GetAgentResponse
+	12, // 64: vigil.admin.v1.AdminService.ListOperators:output_type -> vigil.admin.v1.ListOperatorsResponse
+	15, // 65: vigil.admin.v1.AdminService.Audit:output_type -> vigil.admin.v1.AuditResponse
+	17, // 66: vigil.admin.v1.AdminService.GetPolicy:output_type -> vigil.admin.v1.GetPolicyResponse
+	19, // 67: vigil.admin.v1.AdminService.RegisterAgent:output_type -> vigil.admin.v1.WriteResponse
+	19, // 68: vigil.admin.v1.AdminService.RevokeAgent:output_type -> vigil.admin.v1.WriteResponse
+	19, // 69: vigil.admin.v1.AdminService.QuarantineAgent:output_type -> vigil.admin.v1.WriteResponse
+	19, // 70: vigil.admin.v1.AdminService.ReleaseAgent:output_type -> vigil.admin.v1.WriteResponse
+	19, // 71: vigil.admin.v1.AdminService.RenewAgent:output_type -> vigil.admin.v1.WriteResponse
+	19, // 72: vigil.admin.v1.AdminService.RotateAgentKey:output_type -> vigil.admin.v1.WriteResponse
+	19, // 73: vigil.admin.v1.AdminService.ReinstateAgent:output_type -> vigil.admin.v1.WriteResponse
+	19, // 74: vigil.admin.v1.AdminService.AddOperator:output_type -> vigil.admin.v1.WriteResponse
+	19, // 75: vigil.admin.v1.AdminService.RemoveOperator:output_type -> vigil.admin.v1.WriteResponse
+	19, // 76: vigil.admin.v1.AdminService.SetThreshold:output_type -> vigil.admin.v1.WriteResponse
+	19, // 77: vigil.admin.v1.AdminService.AdmitNode:output_type -> vigil.admin.v1.WriteResponse
+	19, // 78: vigil.admin.v1.AdminService.RemoveNode:output_type -> vigil.admin.v1.WriteResponse
+	19, // 79: vigil.admin.v1.AdminService.ApplyPolicy:output_type -> vigil.admin.v1.WriteResponse
+	19, // 80: vigil.admin.v1.AdminService.SetAutomatedResponse:output_type -> vigil.admin.v1.WriteResponse
+	19, // 81: vigil.admin.v1.AdminService.SetRevokeQuorum:output_type -> vigil.admin.v1.WriteResponse
+	23, // 82: vigil.admin.v1.AdminService.AgentActivity:output_type -> vigil.admin.v1.AgentActivityResponse
+	26, // 83: vigil.admin.v1.AdminService.ListAlerts:output_type -> vigil.admin.v1.ListAlertsResponse
+	29, // 84: vigil.admin.v1.AdminService.AckAlert:output_type -> vigil.admin.v1.AlertResponse
+	29, // 85: vigil.admin.v1.AdminService.ResolveAlert:output_type -> vigil.admin.v1.AlertResponse
+	32, // 86: vigil.admin.v1.AdminService.ListDecisions:output_type -> vigil.admin.v1.ListDecisionsResponse
+	36, // 87: vigil.admin.v1.AdminService.GossipKeys:output_type -> vigil.admin.v1.GossipKeysResponse
+	38, // 88: vigil.admin.v1.AdminService.ChangeGossipKey:output_type -> vigil.admin.v1.ChangeGossipKeyResponse
+	40, // 89: vigil.admin.v1.AdminService.LiftDecision:output_type -> vigil.admin.v1.LiftDecisionResponse
+	60, // [60:90] is the sub-list for method output_type
+	30, // [30:60] is the sub-list for method input_type
+	30, // [30:30] is the sub-list for extension type_name
+	30, // [30:30] is the sub-list for extension extendee
+	0,  // [0:30] is the sub-list for field type_name
 }
 
 func init() { file_vigil_admin_v1_admin_proto_init() }
@@ -3293,7 +3413,7 @@ func file_vigil_admin_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_vigil_admin_v1_admin_proto_rawDesc), len(file_vigil_admin_v1_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   42,
+			NumMessages:   43,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
