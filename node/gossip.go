@@ -111,7 +111,8 @@ func (n *Node) startGossip(cluster identity.ClusterID, running []runningResponse
 		n.log.Warn("node: gossip.keyring is empty: gossip travels unencrypted (payloads are still signed)")
 	}
 	gc.Logger = n.log.With("component", "gossip")
-	l := &gossipLayer{n: n, done: make(chan struct{}), keyringNonces: opNonceCache{what: "keyring"}, liftNonces: opNonceCache{what: "lift"}}
+	l := &gossipLayer{n: n, done: make(chan struct{}), keyringNonces: opNonceCache{what: "keyring", store: n.state},
+		liftNonces: opNonceCache{what: "lift", store: n.state}}
 	if l.agg, err = response.New(response.DefaultConfig()); err != nil {
 		return fmt.Errorf("node: response: %w", err)
 	}

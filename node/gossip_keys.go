@@ -37,11 +37,10 @@ const (
 // keyringProtocol is KeyringProtocol's frame limits for serveOps and askNode.
 var keyringProtocol = opProtocol{id: KeyringProtocol, what: "keyring", maxReq: identity.MaxKeyringOpSize, maxReply: maxKeyringResponse, refused: 1}
 
-// Keyring nonces (gossipLayer.keyringNonces, an opNonceCache) live in memory only: after a
-// restart an op still inside its window could be applied once more. That is acceptable because
-// keyring ops are idempotent-ish: installing a key twice, or making the primary key primary
-// again, changes nothing; only an older op replayed after a later one (use K1 after use K2)
-// could undo a step, and only within the window and on a node that restarted since.
+// Keyring nonces (gossipLayer.keyringNonces, an opNonceCache) are kept in memory and in the
+// node's state store, on disk before the op is applied, until the op's window ends: an op is
+// applied once per node, restarts included, so an older step cannot be replayed after a newer
+// one (use K1 after use K2) to undo it.
 
 // acceptKeyringOp decodes an operator-signed keyring op and checks it here (acceptOp).
 func (l *gossipLayer) acceptKeyringOp(b []byte) (*identity.KeyringOp, error) {

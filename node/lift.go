@@ -35,10 +35,9 @@ const (
 
 var liftProtocol = opProtocol{id: LiftProtocol, what: "lift", maxReq: identity.MaxLiftOpSize, maxReply: maxLiftResponse, refused: byte(admin.LiftRefused)}
 
-// Lift nonces (gossipLayer.liftNonces) live in memory only: after a restart a lift still inside
-// its window could be applied once more on that node. A lift is idempotent-ish: a second one
-// ends a throttle or quarantine that the same operator already ended, which only matters if the
-// agent was quarantined again within the command window (10 minutes by default).
+// Lift nonces (gossipLayer.liftNonces) are kept in memory and in the node's state store, on
+// disk before the lift is applied, until the op's window ends: a lift is applied once per node,
+// restarts included.
 
 // acceptLiftOp decodes an operator-signed lift and checks it here (acceptOp). It returns the
 // op and the operator's name.

@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -16,6 +17,7 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/vigil-mesh/vigil/identity"
+	"github.com/vigil-mesh/vigil/node/alerts"
 )
 
 // Operator ops (identity.KeyringOp, identity.LiftOp) are operator-signed instructions that an
@@ -37,12 +39,14 @@ const opTimeout = 10 * time.Second
 const maxOpNonces = 1024
 
 // opNonceCache remembers the nonce of every op of one kind accepted here until it would be
-// stale anyway (issued-at + MaxCommandAge). In memory only: after a restart an op still inside
-// its window could be applied once more (see the op kinds' notes on why that is acceptable).
+// stale anyway (issued-at + MaxCommandAge), in memory and, when store is set, in the node's
+// state store, written to disk before the op is applied: a node restarted inside an op's window
+// still refuses its replay.
 type opNonceCache struct {
-	what string // "keyring", "lift": names the op in errors
-	mu   sync.Mutex
-	seen map[[16]byte]time.Time // nonce → when it expires
+	what  string // "keyring", "lift": names the op in errors, and its kind in the store
+	store *alerts.Store
+	mu    sync.Mutex
+	seen  map[[16]byte]time.Time // nonce → when it expires
 }
 
 // remember records nonce until exp, or refuses it as a replay (identity.ErrReplay). When the
@@ -64,6 +68,14 @@ func (c *opNonceCache) remember(nonce [16]byte, exp, now time.Time) error {
 		}
 		if len(c.seen) >= maxOpNonces {
 			return fmt.Errorf("node: %s: %d ops already applied within the command window; wait for the window to pass", c.what, len(c.seen))
+		}
+	}
+	if c.store != nil {
+		if err := c.store.RememberNonce(c.what, nonce, exp, now); errors.Is(err, alerts.ErrNonceSeen) {
+			c.seen[nonce] = exp
+			return fmt.Errorf("node: %s: op with nonce %x already applied here (before a restart): %w", c.what, nonce, identity.ErrReplay)
+		} else if err != nil {
+			return fmt.Errorf("node: %s: cannot record the op's nonce, so it is not applied: %w", c.what, err)
 		}
 	}
 	c.seen[nonce] = exp

@@ -104,6 +104,7 @@ var (
 	prefixAlert    = []byte("a/")
 	prefixDecision = []byte("d/")
 	prefixCkpt     = []byte("c/")
+	prefixNonce    = []byte("n/")
 )
 
 // seqLog is one bounded, append-only sequence of records under a key prefix. Sequences are
@@ -372,6 +373,35 @@ func (s *Store) Resolve(id, who string, falsePositive bool, now time.Time) (Aler
 func (s *Store) MarkShared(id string) error {
 	_, err := s.update(id, func(a *Alert) error { a.Shared = true; return nil })
 	return err
+}
+
+// ErrNonceSeen is RememberNonce's answer for a nonce already remembered and not yet expired.
+var ErrNonceSeen = errors.New("alerts: nonce already seen")
+
+// maxNonceKind bounds the kind under which RememberNonce files a nonce.
+const maxNonceKind = 32
+
+// RememberNonce records nonce under kind until exp (a Badger TTL: it is dropped afterwards), or
+// answers ErrNonceSeen when it is already there and unexpired. It is written to disk before it
+// returns (SyncWrites), so a node restarted inside an op's window still refuses its replay.
+func (s *Store) RememberNonce(kind string, nonce [16]byte, exp, now time.Time) error {
+	if kind == "" || len(kind) > maxNonceKind {
+		return fmt.Errorf("alerts: nonce kind %q: must be 1 to %d bytes", kind, maxNonceKind)
+	}
+	ttl := exp.Sub(now)
+	if ttl <= 0 {
+		return fmt.Errorf("alerts: nonce %x of kind %s expired at %s, before %s", nonce, kind, exp.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
+	}
+	key := append(append(append(append([]byte(nil), prefixNonce...), kind...), '/'), nonce[:]...)
+	return s.db.Update(func(txn *badger.Txn) error {
+		switch _, err := txn.Get(key); {
+		case err == nil:
+			return fmt.Errorf("%w: %s nonce %x", ErrNonceSeen, kind, nonce)
+		case !errors.Is(err, badger.ErrKeyNotFound):
+			return fmt.Errorf("alerts: nonce lookup: %w", err)
+		}
+		return txn.SetEntry(badger.NewEntry(key, nil).WithTTL(ttl))
+	})
 }
 
 // PutCheckpoint stores (replacing) the checkpoint named name.

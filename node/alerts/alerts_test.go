@@ -267,3 +267,52 @@ func TestDecisionStoreRefusesBadInput(t *testing.T) {
 		t.Fatalf("MaxDecisions above the cap: %v", err)
 	}
 }
+
+// TestRememberNonce: a nonce is refused again within its window, across a restart of the store,
+// and forgotten once its TTL has passed; another kind is a separate namespace; bad input is
+// refused and writes nothing.
+func TestRememberNonce(t *testing.T) {
+	dir := t.TempDir()
+	st, err := Open(dir, DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	n1, n2 := [16]byte{1}, [16]byte{2}
+	if err := st.RememberNonce("lift", n1, now.Add(10*time.Minute), now); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.RememberNonce("lift", n1, now.Add(10*time.Minute), now); !errors.Is(err, ErrNonceSeen) {
+		t.Fatalf("second time: %v, want ErrNonceSeen", err)
+	}
+	if err := st.RememberNonce("keyring", n1, now.Add(10*time.Minute), now); err != nil {
+		t.Fatalf("same nonce, other kind: %v", err)
+	}
+	for _, tc := range []struct {
+		kind string
+		exp  time.Time
+	}{{"", now.Add(time.Minute)}, {strings.Repeat("k", maxNonceKind+1), now.Add(time.Minute)}, {"lift", now}} {
+		if err := st.RememberNonce(tc.kind, n2, tc.exp, now); err == nil || errors.Is(err, ErrNonceSeen) {
+			t.Fatalf("kind %q, exp %s: %v, want a refusal", tc.kind, tc.exp.Sub(now), err)
+		}
+	}
+	if err := st.RememberNonce("lift", n2, now.Add(time.Second), now); err != nil {
+		t.Fatalf("the refusals above wrote n2: %v", err)
+	}
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	st, err = Open(dir, DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if err := st.RememberNonce("lift", n1, now.Add(10*time.Minute), now); !errors.Is(err, ErrNonceSeen) {
+		t.Fatalf("after a restart: %v, want ErrNonceSeen", err)
+	}
+	time.Sleep(2100 * time.Millisecond) // Badger's TTL counts whole seconds
+	if err := st.RememberNonce("lift", n2, time.Now().Add(time.Minute), time.Now()); err != nil {
+		t.Fatalf("after its TTL: %v", err)
+	}
+}
