@@ -393,7 +393,7 @@ func (r *Router) handleSession(st network.Stream) {
 		return
 	}
 	r.srv.attached.Add(1)
-	r.srv.startSession(p)
+	answered := r.srv.startSession(p)
 	s := &session{st: st, ended: make(chan struct{})}
 	s.mu.Lock() // the registration is the first frame, before any update
 	r.mu.Lock()
@@ -406,6 +406,7 @@ func (r *Router) handleSession(st network.Stream) {
 	err := WriteEnvelope(st, answer)
 	s.sent = Encode(answer)
 	s.mu.Unlock()
+	answered()
 	if err != nil {
 		r.endSession(p, s)
 		return

@@ -77,10 +77,17 @@ func openSession(tb testing.TB, key identity.PrivateKey, nh host.Host, prove boo
 	if err := WriteEnvelope(st, &AttachRequest{Version: attachVersion}); err != nil {
 		tb.Fatal(err)
 	}
-	if m, err := ReadEnvelope(st); err != nil {
+	switch m, err := ReadEnvelope(st); {
+	case err != nil && !prove:
+		// An agent that answers no challenge fails the first one, one round trip after its
+		// registration was written; on a loaded machine the cut can come before this read.
+		tb.Logf("session of an agent that does not prove its key: %v", err)
+	case err != nil:
 		tb.Fatal(err)
-	} else if _, ok := m.(*Registration); !ok {
-		tb.Fatalf("attach answered %#v", m)
+	default:
+		if _, ok := m.(*Registration); !ok {
+			tb.Fatalf("attach answered %#v", m)
+		}
 	}
 	return a
 }

@@ -90,10 +90,16 @@ type agentSession struct {
 	cancel context.CancelFunc // stops its reverify goroutine
 	first  chan struct{}      // closed once its first challenge has ended, passed or not
 	once   sync.Once          // closes first
+	// answered is closed once the attach answer was written: the first challenge waits for it,
+	// so an agent that will fail it still learns that it was attached before it is cut off.
+	answered     chan struct{}
+	answeredOnce sync.Once
 	proof  *Presence          // its latest passed challenge (under Server.mu); nil before the first
 }
 
 func (as *agentSession) firstDone() { as.once.Do(func() { close(as.first) }) }
+
+func (as *agentSession) answer() { as.answeredOnce.Do(func() { close(as.answered) }) }
 
 // NewServer registers the attach handler on h and starts serving.
 func NewServer(h host.Host, views *enforce.Views, cfg Config) (*Server, error) {
@@ -217,7 +223,7 @@ func (s *Server) handleAttach(st network.Stream) {
 	} else {
 		// Before the answer, so the session exists when the agent learns it is attached.
 		s.attached.Add(1)
-		s.startSession(p)
+		defer s.startSession(p)()
 	}
 	if err := WriteMessage(st, answer); err != nil {
 		return
@@ -225,14 +231,16 @@ func (s *Server) handleAttach(st network.Stream) {
 	_ = st.Close()
 }
 
-func (s *Server) startSession(p peer.ID) {
+// startSession starts the session of p and its challenges. Call the function it returns once
+// the attach answer is written (or could not be): the first challenge waits for it.
+func (s *Server) startSession(p peer.ID) (answered func()) {
 	s.mu.Lock()
 	if _, ok := s.sessions[p]; ok || s.closed {
 		s.mu.Unlock()
-		return
+		return func() {}
 	}
 	ctx, cancel := context.WithCancel(s.ctx)
-	as := &agentSession{cancel: cancel, first: make(chan struct{})}
+	as := &agentSession{cancel: cancel, first: make(chan struct{}), answered: make(chan struct{})}
 	s.sessions[p] = as
 	s.wg.Add(1)
 	s.mu.Unlock()
@@ -242,6 +250,7 @@ func (s *Server) startSession(p peer.ID) {
 	if s.h.Network().Connectedness(p) != network.Connected {
 		s.endSession(p)
 	}
+	return as.answer
 }
 
 func (s *Server) endSession(p peer.ID) {
@@ -258,6 +267,12 @@ func (s *Server) endSession(p peer.ID) {
 func (s *Server) reverifyLoop(ctx context.Context, p peer.ID, as *agentSession) {
 	defer s.wg.Done()
 	defer as.firstDone()
+	select { // the attach answer first (bounded: the attach stream's own deadline)
+	case <-as.answered:
+	case <-ctx.Done():
+		return
+	case <-time.After(s.cfg.RequestTimeout):
+	}
 	t := time.NewTimer(0)
 	defer t.Stop()
 	for {

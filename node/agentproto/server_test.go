@@ -148,8 +148,12 @@ func TestReverify(t *testing.T) {
 			ServeReverify(ah, signer)
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
-			if _, err := Attach(ctx, ah, info(nh)); err != nil {
+			if _, err := Attach(ctx, ah, info(nh)); err != nil && tc.wantCut == nil {
 				t.Fatal(err)
+			} else if err != nil {
+				// The first challenge follows the written answer by one round trip; on a
+				// loaded machine the cut it causes can come before Attach has read the answer.
+				t.Logf("attach of an agent that fails its challenge: %v", err)
 			}
 			if tc.wantCut == nil {
 				waitFor(t, "3 successful challenges", 10*time.Second, func() bool { return srv.Stats().ReverifyOK >= 3 })
