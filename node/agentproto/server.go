@@ -94,7 +94,7 @@ type agentSession struct {
 	// so an agent that will fail it still learns that it was attached before it is cut off.
 	answered     chan struct{}
 	answeredOnce sync.Once
-	proof  *Presence          // its latest passed challenge (under Server.mu); nil before the first
+	proof        *Presence // its latest passed challenge (under Server.mu); nil before the first
 }
 
 func (as *agentSession) firstDone() { as.once.Do(func() { close(as.first) }) }
